@@ -1,0 +1,107 @@
+"""Encrypt, decrypt and mask the PII fields of one event, nested and repeated fields included.
+
+    from privacy.fields import FieldPlan
+    plan = FieldPlan(contract)                       # once per contract
+    encrypted = plan.encrypt(event, key)             # every PII value, one key for the event
+    stream_event = plan.reveal(encrypted, key, spec) # decrypt permitted levels, then mask
+    plaintext = plan.decrypt_all(encrypted, key)     # every PII value (exports, DSAR)
+
+Events are never changed in place (Beam elements are immutable): containers on a changed path
+are copied. A PII value that is null stays null.
+"""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable
+
+from contracts.model import NODE, Contract, Node
+from privacy.daead import SivKey
+from privacy.streams import StreamSpec, mask_value
+
+
+def _apply(container: dict, parts: list[str], fn: Callable) -> None:
+    """Replace the value(s) at ``parts`` inside ``container`` (which the caller owns) by fn(value)."""
+    name = parts[0]
+    value = container.get(name)
+    if value is None:
+        return
+    if len(parts) == 1:
+        if isinstance(value, list):
+            container[name] = [None if v is None else fn(v) for v in value]
+        elif isinstance(value, dict):
+            copy = dict(value)
+            for key in list(copy):
+                _apply(copy, [key], fn)
+            container[name] = copy
+        else:
+            container[name] = fn(value)
+    elif isinstance(value, list):
+        items = []
+        for item in value:
+            if isinstance(item, dict):
+                item = dict(item)
+                _apply(item, parts[1:], fn)
+            items.append(item)
+        container[name] = items
+    elif isinstance(value, dict):
+        copy = dict(value)
+        _apply(copy, parts[1:], fn)
+        container[name] = copy
+
+
+def _leaf_paths(nodes: tuple[Node, ...], parent: str = "") -> list[str]:
+    paths = []
+    for node in nodes:
+        path = f"{parent}{node.name}"
+        paths.append(path)
+        if node.type == NODE:
+            paths += _leaf_paths(node.nodes, f"{path}/")
+    return paths
+
+
+class FieldPlan:
+    """The PII paths of one contract, split once, applied to many events."""
+
+    def __init__(self, contract: Contract):
+        self.contract = contract
+        self.pii = [(path.split("/"), level) for path, level in contract.pii.items()]
+        self._all_paths = _leaf_paths(contract.nodes)
+        self._mask_cache: dict[tuple[str, ...], list[str]] = {}
+
+    def encrypt(self, event: dict, key: SivKey) -> dict:
+        out = dict(event)
+        for parts, _ in self.pii:
+            _apply(out, parts, key.encrypt)
+        return out
+
+    def decrypt_all(self, event: dict, key: SivKey) -> dict:
+        out = dict(event)
+        for parts, _ in self.pii:
+            _apply(out, parts, key.decrypt)
+        return out
+
+    def masked_paths(self, patterns: tuple[str, ...]) -> list[str]:
+        """Contract paths matching the mask patterns (shell-style, '/' for nesting)."""
+        paths = self._mask_cache.get(patterns)
+        if paths is None:
+            paths = self._mask_cache[patterns] = [
+                p for p in self._all_paths if any(fnmatch.fnmatchcase(p, pattern) for pattern in patterns)
+            ]
+        return paths
+
+    def reveal(self, event: dict, key: SivKey, spec: StreamSpec) -> dict:
+        """The event as a privacy stream shows it (the caller checked ``spec.admits``)."""
+        out = dict(event)
+        still_encrypted = set()
+        for parts, level in self.pii:
+            if spec.decrypts(level):
+                _apply(out, parts, key.decrypt)
+            else:
+                still_encrypted.add("/".join(parts))
+        if spec.masked_fields:
+            seed = spec.mask_seed
+            for path in self.masked_paths(spec.masked_fields):
+                if path in still_encrypted or any(path.startswith(p + "/") for p in still_encrypted):
+                    continue
+                _apply(out, path.split("/"), lambda value: mask_value(value, seed))
+        return out

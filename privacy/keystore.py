@@ -1,0 +1,189 @@
+"""The key store: the one source of truth for data keys, stored only wrapped by a KEK.
+
+One key per (key-field value, UTC day). The store's unique constraint on that pair decides
+between concurrent writers: ``insert_new`` inserts what is missing and returns the rows that
+were kept, which may be another writer's. Callers encrypt only with kept keys (see
+``privacy.keyring``), so no event is ever left encrypted with a key that was not stored.
+
+    from privacy.keystore import open_key_store
+    store = open_key_store("sqlite:///out/keystore.sqlite")   # or a plain path
+    kept = store.insert_new([record, ...])                  # {(value, day): KeyRecord}
+    store.lookup([("477049", "2022-09-16")])                # {(value, day): KeyRecord}
+    store.by_links(["c4b90723-..."])                        # {keyLink: KeyRecord}
+
+Backends register in ``KEY_STORES`` by URI scheme; the SQLite one needs no set-up.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+Pair = tuple[str, str]  # (key-field value, UTC day 'YYYY-MM-DD')
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A data key as stored: wrapped, with what it belongs to and when it expires."""
+
+    key_link: str
+    key_field_value: str
+    day: str
+    key_id: int
+    wrapped_key: bytes = field(repr=False)
+    kek_uri: str
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms
+    subjects: tuple[str, ...] = ()
+    policy_id: str = ""
+
+    @property
+    def pair(self) -> Pair:
+        return (self.key_field_value, self.day)
+
+
+class KeyStore(Protocol):
+    uri: str
+
+    def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, KeyRecord]: ...
+
+    def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]: ...
+
+    def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None: ...
+
+    def by_links(self, links: Iterable[str]) -> dict[str, KeyRecord]: ...
+
+
+class KeyStoreError(RuntimeError):
+    """A key store that cannot be opened or used."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS data_keys (
+    key_link TEXT PRIMARY KEY,
+    key_field_value TEXT NOT NULL,
+    day TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    kek_uri TEXT NOT NULL,
+    policy_id TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (key_field_value, day)
+);
+CREATE TABLE IF NOT EXISTS key_subjects (
+    subject TEXT NOT NULL,
+    key_link TEXT NOT NULL REFERENCES data_keys (key_link) ON DELETE CASCADE,
+    PRIMARY KEY (subject, key_link)
+);
+CREATE INDEX IF NOT EXISTS key_subjects_by_link ON key_subjects (key_link);
+CREATE INDEX IF NOT EXISTS data_keys_by_expiry ON data_keys (expires_at);
+"""
+_COLUMNS = "key_link, key_field_value, day, key_id, wrapped_key, kek_uri, created_at, expires_at, policy_id"
+_CHUNK = 400  # stays under SQLite's limit of bound parameters per statement
+
+
+def _chunks(items: list, size: int = _CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqliteKeyStore:
+    """Key store in one SQLite file (WAL mode; safe for several processes on one machine)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.uri = f"sqlite://{self.path.resolve()}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def _records(self, where: str, params: list) -> list[KeyRecord]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM data_keys WHERE {where}", params).fetchall()
+        if not rows:
+            return []
+        subjects: dict[str, list[str]] = {}
+        for chunk in _chunks([r[0] for r in rows]):
+            marks = ",".join("?" * len(chunk))
+            for subject, link in self._db.execute(
+                f"SELECT subject, key_link FROM key_subjects WHERE key_link IN ({marks})", chunk
+            ):
+                subjects.setdefault(link, []).append(subject)
+        return [
+            KeyRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], tuple(sorted(subjects.get(r[0], ()))), r[8])
+            for r in rows
+        ]
+
+    def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, KeyRecord]:
+        pairs = list(pairs)
+        found = {}
+        with self._lock:
+            for chunk in _chunks(pairs, _CHUNK // 2):
+                where = " OR ".join(["(key_field_value = ? AND day = ?)"] * len(chunk))
+                for record in self._records(where, [v for pair in chunk for v in pair]):
+                    found[record.pair] = record
+        return found
+
+    def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"INSERT OR IGNORE INTO data_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (r.key_link, r.key_field_value, r.day, r.key_id, r.wrapped_key, r.kek_uri,
+                         r.created_at, r.expires_at, r.policy_id)
+                        for r in records
+                    ],
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO key_subjects (subject, key_link) "
+                    "SELECT ?, key_link FROM data_keys WHERE key_link = ?",
+                    [(s, r.key_link) for r in records for s in r.subjects],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return self.lookup(r.pair for r in records)
+
+    def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None:
+        rows = [(subject, link) for link, subject in links_subjects]
+        if rows:
+            with self._lock:
+                self._db.executemany("INSERT OR IGNORE INTO key_subjects (subject, key_link) VALUES (?, ?)", rows)
+
+    def by_links(self, links: Iterable[str]) -> dict[str, KeyRecord]:
+        links = list(links)
+        found = {}
+        with self._lock:
+            for chunk in _chunks(links):
+                for record in self._records(f"key_link IN ({','.join('?' * len(chunk))})", chunk):
+                    found[record.key_link] = record
+        return found
+
+    def close(self) -> None:
+        self._db.close()
+
+
+KEY_STORES: dict[str, Callable[[str], KeyStore]] = {
+    "sqlite": SqliteKeyStore,
+}
+
+
+def open_key_store(uri: str | Path) -> KeyStore:
+    """Open a key store by URI: ``sqlite:///abs/path.sqlite``, ``sqlite://rel/path`` or a plain path."""
+    text = str(uri)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return SqliteKeyStore(text)
+    if scheme not in KEY_STORES:
+        raise KeyStoreError(f"unknown key store '{text}': use one of {', '.join(s + '://' for s in KEY_STORES)}")
+    return KEY_STORES[scheme](rest)

@@ -1,0 +1,89 @@
+"""Privacy streams: which events a stream admits, which purpose levels it decrypts, masking.
+
+    from privacy.streams import StreamSpec, mask_value
+    spec = StreamSpec.cumulative("demo-2", 2, masked_fields=("userId",), mask_seed=7)
+    spec.admits([0, 1, 2])        # True: highest consented level >= 2
+    spec.decrypts(1)              # True: cumulative N decrypts levels 0..N
+    StreamSpec.granular("demo-0-1", [0, 1]).admits([0, 2])   # False: needs every level
+    mask_value("alice", 7)        # MurmurHash3 x64 128-bit of the plaintext, lowercase hex
+
+GRANULAR {a, b}: an event passes only if its consent contains every requested level; fields of
+requested levels are decrypted. CUMULATIVE N: an event passes if its highest consented level is
+at least N; fields of levels 0..N are decrypted. Masked fields (PII or not, never strmMeta) are
+replaced by the hash of their plaintext after decryption; a PII field that stays encrypted in a
+stream is left encrypted, never hashed, so a mask never reveals data the consent does not cover.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+import mmh3
+
+GRANULAR = "GRANULAR"
+CUMULATIVE = "CUMULATIVE"
+MAX_GRANULAR_LEVELS = 50
+STREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def mask_value(value, seed: int) -> str:
+    """MurmurHash3 (x64, 128 bit) of the value's text, lowercase hex, 32 characters."""
+    text = value if isinstance(value, str) else str(value)
+    return format(mmh3.hash128(text.encode("utf-8"), seed, x64arch=True, signed=False), "032x")
+
+
+def default_stream_name(source: str, levels) -> str:
+    return "-".join([source] + [str(level) for level in levels])
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One privacy stream's rules."""
+
+    name: str
+    mode: str
+    levels: tuple[int, ...]
+    masked_fields: tuple[str, ...] = ()
+    mask_seed: int = 0
+
+    def __post_init__(self):
+        if not STREAM_NAME.match(self.name):
+            raise ValueError(f"stream name '{self.name}': use 1-63 lowercase letters, digits and '-'")
+        if self.mode not in (GRANULAR, CUMULATIVE):
+            raise ValueError(f"stream '{self.name}': mode must be {GRANULAR} or {CUMULATIVE}")
+        if not self.levels or any(not isinstance(v, int) or v < 0 for v in self.levels):
+            raise ValueError(f"stream '{self.name}': levels must be non-negative integers")
+        if self.mode == CUMULATIVE and len(self.levels) != 1:
+            raise ValueError(f"stream '{self.name}': a CUMULATIVE stream has exactly one level")
+        if len(self.levels) > MAX_GRANULAR_LEVELS:
+            raise ValueError(f"stream '{self.name}': at most {MAX_GRANULAR_LEVELS} levels")
+        if any(f == "strmMeta" or f.startswith("strmMeta/") for f in self.masked_fields):
+            raise ValueError(f"stream '{self.name}': strmMeta cannot be masked")
+
+    @classmethod
+    def cumulative(cls, name: str, level: int, masked_fields=(), mask_seed: int | None = None) -> "StreamSpec":
+        return cls(name, CUMULATIVE, (level,), tuple(masked_fields), _seed(mask_seed))
+
+    @classmethod
+    def granular(cls, name: str, levels, masked_fields=(), mask_seed: int | None = None) -> "StreamSpec":
+        return cls(name, GRANULAR, tuple(sorted(set(levels))), tuple(masked_fields), _seed(mask_seed))
+
+    def admits(self, consent_levels) -> bool:
+        if self.mode == CUMULATIVE:
+            return bool(consent_levels) and max(consent_levels) >= self.levels[0]
+        return all(level in consent_levels for level in self.levels)
+
+    def decrypts(self, purpose_level: int) -> bool:
+        if self.mode == CUMULATIVE:
+            return purpose_level <= self.levels[0]
+        return purpose_level in self.levels
+
+    def describe(self) -> str:
+        rule = f"cumulative {self.levels[0]}" if self.mode == CUMULATIVE else f"granular {list(self.levels)}"
+        masks = f", masks {', '.join(self.masked_fields)}" if self.masked_fields else ""
+        return f"{rule}{masks}"
+
+
+def _seed(seed: int | None) -> int:
+    return secrets.randbits(31) if seed is None else int(seed)

@@ -1,0 +1,39 @@
+"""Privacy streams on Apache Beam: contracts, per-subject encryption, consent-filtered streams.
+
+Install for use:            pip install .
+Install for development:    pip install -e '.[test]'
+Dataflow workers install the same package through ``--setup_file ./setup.py``.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="beam-privacy-streams",
+    version="0.1.0",
+    description="Data contracts, field-level encryption per data subject and day, and "
+    "consent-filtered privacy streams, as an Apache Beam pipeline.",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "cli*"]),
+    package_data={
+        "contracts": ["**/*.yaml"],
+        "pipelines": ["*.yaml"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "apache-beam[gcp,aws]>=2.70,<2.78",
+        "cryptography>=42,<51",
+        "fastavro>=1.9,<2",
+        "pyyaml>=6,<7",
+        "mmh3>=4,<6",
+        "faker>=20,<41",
+        "orjson>=3.9,<4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "hypothesis>=6.100,<7",
+            "tink>=1.10,<2",
+        ],
+    },
+    entry_points={"console_scripts": ["pstream=cli.main:main"]},
+)
