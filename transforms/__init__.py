@@ -1,0 +1,8 @@
+"""Beam glue: one module per stage of the graph in DESIGN.md, thin over contracts/ and privacy/.
+
+    from transforms.read_input import ReadBatchInput
+    from transforms.validate import ValidateEvents
+    from transforms.encrypt import EncryptPii
+    from transforms.privacy_streams import PrivacyStreams
+    from transforms.write_jsonl import WriteJsonlBatches
+"""

@@ -1,0 +1,180 @@
+"""Turn rows of a batch job (CSV or JSONL) into events with ``strmMeta``, as the gateway would.
+
+    from contracts import load_contract
+    from contracts.batch_input import BatchInput, ConsentConfig, TimestampConfig
+    batch = BatchInput(
+        load_contract("strmprivacy/PrivacyEngineeringWorkshop/1.0.0"),
+        consent=ConsentConfig(field="purposeConsent"),                 # value 2 -> [2]
+        timestamp=TimestampConfig(field="date", format="yyyy-MM-dd HH:mm:ss", timezone="UTC"),
+    )
+    event = batch.to_event({"userId": "477049", "date": "2022-09-16 16:02:32", ...})
+    event["strmMeta"]   # {'eventContractRef': ..., 'nonce': ..., 'timestamp': 1663344152000,
+                        #  'keyLink': None, 'billingId': None, 'consentLevels': [2]}
+
+Text values are converted to the contract's types (``coerce_row``); a value that does not
+convert raises ``EventError`` (the caller makes it a dead letter). A JSONL row that already has
+``strmMeta`` (a gateway spool line) keeps it; only a missing nonce or timestamp is filled in.
+
+Consent: without a map the field's value parses as ``1`` or ``[1, 2]``; with a map, the first
+regex that matches the value in full gives the levels; nothing (or an empty value) gives the
+default levels. Timestamp formats are Java DateTimeFormatter style (``yyyy-MM-dd HH:mm:ss``),
+Python ``strptime`` style (anything with ``%``), ``iso`` (the default), ``epoch_millis`` or
+``epoch_seconds``. Without a timestamp field, every event gets the time of the run.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field as dataclass_field
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from contracts.events import EventError, coerce_row
+from contracts.model import Contract
+
+_JAVA_TOKENS = [
+    ("yyyy", "%Y"), ("uuuu", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"),
+    ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("SSSSSS", "%f"),
+    ("SSS", "%f"), ("a", "%p"), ("XXX", "%z"), ("Z", "%z"), ("EEE", "%a"),
+]
+
+
+def java_to_strptime(pattern: str) -> str:
+    """Translate a Java DateTimeFormatter pattern (the common letters) to a strptime format."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "'":
+            end = pattern.index("'", i + 1)
+            out.append(pattern[i + 1 : end].replace("%", "%%"))
+            i = end + 1
+            continue
+        for token, replacement in _JAVA_TOKENS:
+            if pattern.startswith(token, i):
+                out.append(replacement)
+                i += len(token)
+                break
+        else:
+            if pattern[i].isalpha():
+                raise ValueError(f"timestamp format '{pattern}': letter '{pattern[i]}' is not supported")
+            out.append(pattern[i].replace("%", "%%"))
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    """Where consent levels come from: a field, an optional {regex: levels} map, defaults."""
+
+    field: str | None = None
+    mapping: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    default: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ConsentConfig":
+        data = data or {}
+        mapping = tuple((str(k), tuple(int(v) for v in (vs if isinstance(vs, list) else [vs])))
+                        for k, vs in (data.get("map") or {}).items())
+        for pattern, _ in mapping:
+            re.compile(pattern)
+        return cls(data.get("field"), mapping, tuple(int(v) for v in data.get("default") or ()))
+
+    def levels(self, row: dict) -> list[int]:
+        if not self.field:
+            return list(self.default)
+        value = row.get(self.field)
+        if value is None or value == "":
+            return list(self.default)
+        text = value if isinstance(value, str) else json.dumps(value)
+        if self.mapping:
+            for pattern, levels in self.mapping:
+                if re.fullmatch(pattern, text):
+                    return list(levels)
+            return list(self.default)
+        try:
+            parsed = json.loads(text) if isinstance(value, str) else value
+            levels = parsed if isinstance(parsed, list) else [parsed]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in levels):
+                raise ValueError
+            return levels
+        except ValueError:
+            raise EventError(self.field, "is the consent field and does not parse as a level or a list of levels") from None
+
+
+@dataclass(frozen=True)
+class TimestampConfig:
+    """Where the event time comes from: a field, its format and the default time zone."""
+
+    field: str | None = None
+    format: str = "iso"
+    timezone: str = "UTC"
+    _strptime: str | None = dataclass_field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{self.timezone}'") from None
+        if self.format not in ("iso", "epoch_millis", "epoch_seconds"):
+            fmt = self.format if "%" in self.format else java_to_strptime(self.format)
+            object.__setattr__(self, "_strptime", fmt)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "TimestampConfig":
+        data = data or {}
+        return cls(data.get("field"), data.get("format") or "iso", data.get("timezone") or "UTC")
+
+    def timestamp_ms(self, row: dict, now_ms: int) -> int:
+        if not self.field:
+            return now_ms
+        value = row.get(self.field)
+        if value is None or value == "":
+            raise EventError(self.field, "is the timestamp field and is empty")
+        try:
+            if self.format == "epoch_millis":
+                return int(value)
+            if self.format == "epoch_seconds":
+                return int(float(value) * 1000)
+            text = str(value)
+            parsed = datetime.fromisoformat(text) if self._strptime is None else datetime.strptime(text, self._strptime)
+        except (ValueError, TypeError):
+            raise EventError(self.field, f"does not parse as a timestamp of format '{self.format}'") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=ZoneInfo(self.timezone))
+        return int(parsed.timestamp() * 1000)
+
+
+class BatchInput:
+    """Converts rows of one contract into events; see the module docstring."""
+
+    def __init__(self, contract: Contract, consent: ConsentConfig | None = None,
+                 timestamp: TimestampConfig | None = None, now_ms: int | None = None):
+        self.contract = contract
+        self.consent = consent or ConsentConfig()
+        self.timestamp = timestamp or TimestampConfig()
+        self.now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        self._random = random.Random()
+
+    def to_event(self, row: dict) -> dict:
+        meta = row.get("strmMeta")
+        if isinstance(meta, dict):
+            event = coerce_row(self.contract, {k: v for k, v in row.items() if k != "strmMeta"})
+            meta = dict(meta)
+            meta.setdefault("keyLink", None)
+            meta.setdefault("billingId", None)
+            meta.setdefault("consentLevels", [])
+            if meta.get("nonce") is None:
+                meta["nonce"] = self._random.getrandbits(31)
+            if meta.get("timestamp") is None:
+                meta["timestamp"] = self.timestamp.timestamp_ms(row, self.now_ms)
+            return {"strmMeta": meta, **event}
+        meta = {
+            "eventContractRef": self.contract.ref,
+            "nonce": self._random.getrandbits(31),
+            "timestamp": self.timestamp.timestamp_ms(row, self.now_ms),
+            "keyLink": None,
+            "billingId": None,
+            "consentLevels": self.consent.levels(row),
+        }
+        return {"strmMeta": meta, **coerce_row(self.contract, row)}

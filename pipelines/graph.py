@@ -1,0 +1,71 @@
+"""Assemble the privacy pipeline's graph (DESIGN.md) from a PipelineConfig.
+
+    import apache_beam as beam
+    from pipelines.config import load_config
+    from pipelines.graph import build_batch_graph
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        outputs = build_batch_graph(p, load_config())
+
+source -> ValidateEvents -> EncryptPii -> PrivacyStreams, each output written as JSONL under the
+config's output root: encrypted/, streams/<name>/, keys/, dead_letter/.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import apache_beam as beam
+
+from contracts.batch_input import BatchInput
+from pipelines.config import PipelineConfig
+from transforms.encrypt import EncryptPii, KeyRingSpec
+from transforms.privacy_streams import PrivacyStreams
+from transforms.read_input import ReadBatchInput
+from transforms.validate import ValidateEvents
+from transforms.write_jsonl import WriteJsonlBatches
+
+ENCRYPTED, STREAMS, KEYS, DEAD_LETTERS = "encrypted", "streams", "keys", "dead_letter"
+
+
+def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
+    return KeyRingSpec(config.key_store, config.kek, config.retention_days)
+
+
+def privacy_graph(pairs, config: PipelineConfig) -> dict:
+    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections."""
+    contracts = {config.contract.ref: config.contract}
+    keys = key_ring_spec(config)
+    checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
+    encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, keys)
+    streams = encrypted[EncryptPii.ENCRYPTED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
+    outputs = {
+        ENCRYPTED: encrypted[EncryptPii.ENCRYPTED],
+        KEYS: encrypted[EncryptPii.KEYS],
+        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], encrypted[EncryptPii.DEAD_LETTER]],
+    }
+    for spec in config.streams:
+        outputs[f"{STREAMS}/{spec.name}"] = streams[spec.name]
+    return outputs
+
+
+def write_outputs(outputs: dict, config: PipelineConfig) -> dict:
+    """Write every output as JSONL under the output root; returns the PCollections of file paths."""
+    run_id, started = str(uuid.uuid4()), time.time()
+    written = {}
+    for name, pcoll in outputs.items():
+        if isinstance(pcoll, list):
+            pcoll = pcoll | f"Flatten {name}" >> beam.Flatten()
+        kind = {KEYS: "keys", DEAD_LETTERS: "dead-letter"}.get(name, "stream")
+        written[name] = pcoll | f"Write {name}" >> WriteJsonlBatches(
+            config.output_dir(name), kind=kind, partition_by_day=config.partition_by_day and name != KEYS,
+            max_bytes=config.max_file_bytes, run_id=run_id, run_started=started, counter=name)
+    return written
+
+
+def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None) -> dict:
+    """The whole batch job: read files, run the privacy graph, write every output."""
+    batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
+    read = pipeline | "ReadInput" >> ReadBatchInput(config.input_path, batch, config.input_format)
+    outputs = privacy_graph(read[ReadBatchInput.EVENTS], config)
+    outputs[DEAD_LETTERS] = [read[ReadBatchInput.DEAD_LETTER], *outputs[DEAD_LETTERS]]
+    return write_outputs(outputs, config)

@@ -1,0 +1,128 @@
+"""Run the privacy pipeline: ``python -m pipelines.run [options] [Beam options]``.
+
+    python -m pipelines.run                                   # the web shop example, into ./out
+    python -m pipelines.run --config pipeline.yaml --output out2
+    python -m pipelines.run --input data.jsonl --contract acme/Shop/1.0.0 --direct_num_workers=2
+    python -m pipelines.run --help
+
+With no arguments it runs the workshop's web shop example on the local runner (generating
+``example_input.csv`` if absent) with two privacy streams, then prints a summary: rows read,
+valid, dead letters, keys created and events per output. It exits 1 if the counts do not add up
+(rows read must equal valid + dead letters). Every Beam option is accepted too (``--runner``,
+``--direct_num_workers``, ``--temp_location``, ...). Without ``--runner`` a batch job runs on
+the FnApiRunner: the in-process engine of Beam's DirectRunner, without its attempt to download
+the Prism runner first.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.config import ConfigError, PipelineConfig, is_remote, load_config
+from pipelines.example_data import write_webshop_csv
+from pipelines.graph import build_batch_graph
+from pipelines.options import PrivacyPipelineOptions
+
+LOCAL_RUNNER = "FnApiRunner"
+OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
+             "partition_by_day", "export_interval", "max_file_bytes")
+
+
+def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions]:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.run",
+        description="Check events against a data contract, encrypt every PII field with a key per data "
+        "subject and UTC day, and write the encrypted stream, the privacy streams, the wrapped keys and "
+        "the dead letters as JSONL. Without arguments: the workshop's web shop example into ./out.",
+        epilog="All Apache Beam pipeline options are accepted as well, e.g. --runner=DataflowRunner, "
+        "--direct_num_workers=2 --direct_running_mode=multi_processing.",
+    )
+    PrivacyPipelineOptions._add_argparse_args(parser)
+    parser.parse_known_args(argv)  # --help and bad values of our own options stop here
+    options = PipelineOptions(argv)
+    return options, options.view_as(PrivacyPipelineOptions)
+
+
+def prepare(config: PipelineConfig, echo=print) -> None:
+    """Make the example input when the embedded default runs without one."""
+    if not config.input_path:
+        raise ConfigError(f"{config.source}: no input: give --input or input.path in the config")
+    if config.is_default_example and not is_remote(config.input_path) and not Path(config.input_path).exists():
+        count = write_webshop_csv(config.input_path)
+        echo(f"generated {count} web shop rows into {config.input_path}")
+
+
+def counters(result) -> dict[str, int]:
+    """Committed counter values by 'namespace/name', summed over steps."""
+    totals: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        key = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[key] = totals.get(key, 0) + (value or 0)
+    return totals
+
+
+def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tuple[str, int]], list[str]]:
+    """Summary rows and the list of broken invariants (empty when every row is accounted for)."""
+    read = values.get("pipeline/rows_read", 0)
+    valid = values.get("pipeline/valid", 0)
+    dead = sum(v for k, v in values.items() if k.startswith("pipeline/dead_letter_"))
+    rows = [("rows read", read), ("valid", valid), ("dead letters", dead),
+            ("keys created", values.get("pipeline/keys_created", 0))]
+    outputs = ["encrypted"] + [f"streams/{s.name}" for s in config.streams] + ["keys", "dead_letter"]
+    rows += [(f"{config.output_dir(name)}/", values.get(f"written/{name}", 0)) for name in outputs]
+    problems = []
+    if read != valid + values.get("pipeline/dead_letter_read", 0) + values.get("pipeline/dead_letter_validate", 0):
+        problems.append(f"rows read ({read}) != valid + dead letters")
+    if values.get("written/encrypted", 0) + values.get("pipeline/dead_letter_encrypt", 0) != valid:
+        problems.append("valid events != encrypted events written + encryption dead letters")
+    if values.get("written/dead_letter", 0) != dead:
+        problems.append("dead letters counted != dead letters written")
+    return rows, problems
+
+
+def run(argv: list[str] | None = None, echo=print) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, privacy = parse_args(argv)
+    try:
+        config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
+        prepare(config, echo)
+    except ConfigError as exc:
+        echo(f"error: {exc}")
+        return 2
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None and not standard.streaming:
+        standard.runner = LOCAL_RUNNER
+    echo(f"running {config.name}: {config.input_path} ({config.contract.ref}) -> {config.output}")
+    started = time.time()
+    pipeline = beam.Pipeline(options=options)
+    build_batch_graph(pipeline, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    elapsed = time.time() - started
+    rows, problems = summarize(counters(result), config)
+    width = max(len(label) for label, _ in rows)
+    echo(f"\n{'output / count':<{width}}  {'events':>10}")
+    for label, value in rows:
+        echo(f"{label:<{width}}  {value:>10,}")
+    read = rows[0][1]
+    echo(f"\n{read:,} rows in {elapsed:.1f} s ({read / elapsed if elapsed else 0:,.0f} rows/s)")
+    for problem in problems:
+        echo(f"error: counts do not add up: {problem}")
+    return 1 if problems else 0
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
