@@ -7,7 +7,7 @@ import sys
 
 COMMAND_MODULES = [
     "cli.generate",
-    # "cli.keys",
+    "cli.keys",
 ]
 
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `pstream decrypt ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
