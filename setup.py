@@ -19,7 +19,7 @@ setup(
     },
     include_package_data=True,
     install_requires=[
-        "apache-beam[gcp,aws]>=2.70,<2.78",
+        "apache-beam[gcp,aws,azure]>=2.70,<2.78",
         "cryptography>=42,<51",
         "fastavro>=1.9,<2",
         "pyyaml>=6,<7",
@@ -33,6 +33,8 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
+            "moto[server]>=5.0,<6",
+            "gcp-storage-emulator>=2024.1,<2028",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},
