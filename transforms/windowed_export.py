@@ -12,8 +12,8 @@ files are written once, when the watermark passes *window end + allowed lateness
 ``allowed_lateness`` seconds late are in them, and nothing is ever appended to a written window.
 
 **Late data.** An event whose window was already written is *too late*: it is counted in the
-Beam counter ``export/too_late_<counter>``, logged without its values, and emitted on
-``TOO_LATE`` as a dead-letter row (stage ``export``; timestamped with the time it was rejected,
+Beam counter ``export/too_late_<output>`` ('/' becomes '_'), logged without its values, and
+emitted on ``TOO_LATE`` as a dead-letter row (stage ``export``; timestamped with the time it was rejected,
 so the dead-letter writer exports it in a current window). Too-late dead letters themselves are
 counted and logged only. No event disappears without a trace.
 
@@ -137,8 +137,9 @@ class _ExportWindowsFn(beam.DoFn):
         self.output = output
         self.report_too_late = report_too_late
         self.written = [Metrics.counter("written", name) for name in counters]
-        self.files = Metrics.counter("export", f"files_{output}")
-        self.too_late = Metrics.counter("export", f"too_late_{output}")
+        metric_name = output.replace("/", "_")
+        self.files = Metrics.counter("export", f"files_{metric_name}")
+        self.too_late = Metrics.counter("export", f"too_late_{metric_name}")
 
     def _due(self, start: int) -> int:
         return start + self.interval + self.lateness
