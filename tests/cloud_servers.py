@@ -10,7 +10,8 @@
 - ``MotoS3Server``: moto's server mode. Authentication is enforced: the server gets an IAM user
   with an access key allowed ``s3:*``, then every request must be signed with that key, so wrong
   credentials fail as they would on AWS. (The server process fixes one moto/werkzeug mismatch in
-  how moto re-computes signatures of listings; the client side, Beam and boto3, is untouched.)
+  how moto re-computes signatures: it sees paths and queries decoded. Beam and boto3, the
+  client side, are untouched.)
 - ``GcsEmulator``: the ``gcp-storage-emulator`` package, in memory. Beam finds it through
   ``STORAGE_EMULATOR_HOST``; ``beam_env(directory)`` also writes an application-default
   credentials file whose token never needs refreshing, so nothing leaves this machine.
@@ -143,26 +144,26 @@ class LocalServer:
 
 _MOTO_MAIN = """
 import sys
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import moto.iam.access_control as access_control
 
 _create_aws_request = access_control.IAMRequestBase._create_aws_request
 
 
-def _with_encoded_query(self):
+def _as_signed(self):
     # moto recomputes the signature from werkzeug's request.url, an IRI in which '%2F' in the
-    # query is already decoded to '/'; SigV4 signs the encoded form. Re-encode the query as the
-    # client did, or every listing with a prefix like 'dir/' fails with SignatureDoesNotMatch.
+    # query and '%3A' in the path are already decoded; SigV4 signs the encoded form. Re-encode
+    # both as the client did, or listings with a prefix like 'dir/' and keys with ':' (window
+    # start times) fail with SignatureDoesNotMatch.
     parts = urlsplit(self._path)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = "&".join(quote(k, safe="-_.~") + "=" + quote(v, safe="-_.~") for k, v in pairs)
-        self._path = urlunsplit(("", "", parts.path, query, ""))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(quote(k, safe="-_.~") + "=" + quote(v, safe="-_.~") for k, v in pairs)
+    self._path = urlunsplit(("", "", quote(unquote(parts.path), safe="/~"), query, ""))
     return _create_aws_request(self)
 
 
-access_control.IAMRequestBase._create_aws_request = _with_encoded_query
+access_control.IAMRequestBase._create_aws_request = _as_signed
 from moto.server import main
 main(sys.argv[1:])
 """

@@ -12,7 +12,7 @@ import stat
 import time
 
 import pytest
-from apache_beam.options.pipeline_options import AzureOptions, PipelineOptions, S3Options
+from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from cloud_servers import unique_name
 from pipelines.connectors import (ConnectorError, connector_access, load_exports, parse_connectors,

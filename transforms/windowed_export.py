@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 import apache_beam as beam
 import orjson
 from apache_beam.coders import coders
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
@@ -85,6 +86,13 @@ class _AssignShardFn(beam.DoFn):
         yield self.next, element
 
 
+def _exists(path: str) -> bool:
+    try:
+        return FileSystems.exists(path)
+    except BeamIOError:  # Beam's Azure file system raises for a missing blob instead of answering False
+        return False
+
+
 class _FileSet:
     """The files of one window in one directory: temp files, rolled at max_bytes, then renamed."""
 
@@ -111,7 +119,7 @@ class _FileSet:
         finals = [FileSystems.join(self.directory, f"{self.final_stem}{'' if i == 0 else f'_{i}'}.jsonl")
                   for i in range(len(self.parts))]
         if finals:
-            stale = [final for final in finals if FileSystems.exists(final)]  # a retried window's own files
+            stale = [final for final in finals if _exists(final)]  # a retried window's own files
             if stale:
                 FileSystems.delete(stale)
             FileSystems.rename(self.parts, finals)
