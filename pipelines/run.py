@@ -33,7 +33,7 @@ from pipelines.exporting import prepare_exports, summary_rows
 from pipelines.graph import build_batch_graph
 from pipelines.options import PrivacyPipelineOptions
 from pipelines.stream_options import StreamingSourceOptions
-from pipelines.streaming import run_streaming
+from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 
 LOCAL_RUNNER = "FnApiRunner"
 OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
@@ -104,6 +104,8 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, privacy = parse_args(argv)
     standard = options.view_as(StandardOptions)
+    standard.streaming = standard.streaming or reads_a_stream(options)
+    FileSystems.set_options(options)  # a remote config or input is read before the pipeline exists
     try:
         config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
         if not standard.streaming:
@@ -121,6 +123,9 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     pipeline = beam.Pipeline(options=options)
     build_batch_graph(pipeline, config, exporters=exports.exporters)
     result = pipeline.run()
+    if is_remote_runner(options):  # Dataflow, Flink: submitted; the job's counters are in its console
+        echo(f"submitted to {standard.runner}: {job_id(result)}")
+        return 0
     result.wait_until_finish()
     elapsed = time.time() - started
     values = counters(result)

@@ -115,6 +115,30 @@ def build_streaming_graph(pipeline, config: PipelineConfig, options: StreamingSo
                                    run_id or str(uuid.uuid4()))
 
 
+def reads_a_stream(pipeline_options) -> bool:
+    """True when a streaming source is given: the job is then a streaming job, --streaming or not
+    (a flex template's parameters cannot carry Beam's bare --streaming flag)."""
+    options = pipeline_options.view_as(StreamingSourceOptions)
+    return any(getattr(options, name) for name in ("pubsub_subscription", "pubsub_topic", "kafka_bootstrap_servers",
+                                                    "kafka_topics"))
+
+
+def is_remote_runner(pipeline_options) -> bool:
+    """Dataflow, Flink and other job services run on: the launcher submits and does not wait."""
+    from apache_beam.options.pipeline_options import StandardOptions, TestOptions
+    runner = pipeline_options.view_as(StandardOptions).runner or ""
+    runner = runner if isinstance(runner, str) else type(runner).__name__
+    local = ("", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "PrismRunner")
+    return runner not in local or bool(pipeline_options.view_as(TestOptions).dry_run)
+
+
+def job_id(result) -> str:
+    """The runner's job id of a submitted pipeline, or a note when there is none (dry run)."""
+    ident = getattr(result, "job_id", None)
+    ident = ident() if callable(ident) else ident
+    return str(ident or getattr(result, "_job_id", None) or "no job id (dry run)")
+
+
 def run_streaming(pipeline_options, config: PipelineConfig, exporters: list[Exporter], echo=print) -> int:
     """Build and start the streaming job. Returns once the runner has it (Dataflow, Flink)."""
     options = pipeline_options.view_as(StreamingSourceOptions)
@@ -126,6 +150,5 @@ def run_streaming(pipeline_options, config: PipelineConfig, exporters: list[Expo
         return 2
     echo(f"starting streaming job {config.name} ({config.contract.ref}) -> {config.output}")
     result = pipeline.run()
-    job = getattr(result, "job_id", None)
-    echo(f"submitted: {job() if callable(job) else job or type(result).__name__}; state {result.state}")
+    echo(f"submitted: {job_id(result)}; state {result.state}")
     return 0

@@ -94,12 +94,15 @@ def test_a_batch_run_exports_to_s3_gcs_and_azure(s3_server, gcs_server, azurite_
     entries, env, (lake, warehouse, blob) = connectors_and_exporters(s3_server, gcs_server, azurite_server, tmp_path)
     write_webshop_csv(tmp_path / "shop.csv", records=120, customers=15, products=10, seed=3)
     out = tmp_path / "out"
-    proc = run_cli(["--config", str(write_config(tmp_path, entries)), "--input", str(tmp_path / "shop.csv"),
-                    "--output", str(out)], env, tmp_path)
+    # the config itself is read from S3, as a flex template reads it from its bucket
+    s3_server.client().put_object(Bucket=lake, Key="config/pipeline.yaml",
+                                  Body=write_config(tmp_path, entries).read_bytes())
+    proc = run_cli(["--config", f"s3://{lake}/config/pipeline.yaml", *s3_server.beam_flags(),
+                    "--input", str(tmp_path / "shop.csv"), "--output", str(out)], env, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"s3://{lake}/shop/encrypted/ (encrypted-to-lake)" in proc.stdout
 
-    encrypted, labels = exported(s3_server.objects(lake), "shop/encrypted", "stream")
+    encrypted, labels = exported(s3_server.objects(lake, "shop/"), "shop/encrypted", "stream")
     assert len(labels) == 1                                   # batch: one file set per run
     assert by_id(encrypted) == by_id(local(out, "encrypted")) and len(encrypted) == 120
     stream, _ = exported(gcs_server.objects(warehouse), "streams/webshop-1", "stream")
