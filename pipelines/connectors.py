@@ -31,11 +31,14 @@ Credentials are given by reference, never inline: ``{file: PATH}`` or ``{env: VA
 or variable holds the text below), or ``default`` (the platform's own: AWS's credential chain,
 Google's application default credentials, Azure's DefaultAzureCredential).
 
-| kind  | credential text                                                                 | Beam gets |
-|-------|----------------------------------------------------------------------------------|-----------|
-| s3    | the JSON of an access key: ``{"AccessKeyId": …, "SecretAccessKey": …}``, as IAM's ``create-access-key`` prints it (also nested under ``"AccessKey"``) | ``--s3_access_key_id`` … |
-| gcs   | a service-account JSON key (any application-default credentials file)            | ``GOOGLE_APPLICATION_CREDENTIALS`` |
-| azure | a connection string, or JSON ``{"connection_string": …}`` or ``{"tenant_id", "client_id", "client_secret"}`` | ``--azure_connection_string`` or ``AZURE_*`` and ``--blob_service_endpoint`` |
+- s3: the JSON of an access key, as ``aws iam create-access-key`` prints it
+  (``{"AccessKey": {"AccessKeyId": …, "SecretAccessKey": …}}``, or the inner object; an
+  optional ``SessionToken``) -> ``--s3_access_key_id``, ``--s3_secret_access_key``.
+- gcs: a service-account key (any application-default credentials file) ->
+  ``GOOGLE_APPLICATION_CREDENTIALS``; from a variable it is first written to a 0600 file.
+- azure: a connection string (plain, or JSON ``{"connection_string": …}``) ->
+  ``--azure_connection_string``; or JSON ``{"tenant_id", "client_id", "client_secret"}`` ->
+  ``AZURE_*`` variables and ``--blob_service_endpoint``.
 
 Beam's file systems take one setting per pipeline for each scheme, so two connectors of one
 kind must agree on endpoint and credentials (two buckets under one key are fine); a conflict

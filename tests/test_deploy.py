@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import apache_beam as beam
 import pytest

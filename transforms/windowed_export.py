@@ -13,9 +13,9 @@ files are written once, when the watermark passes *window end + allowed lateness
 
 **Late data.** An event whose window was already written is *too late*: it is counted in the
 Beam counter ``export/too_late_<output>`` ('/' becomes '_'), logged without its values, and
-emitted on ``TOO_LATE`` as a dead-letter row (stage ``export``; timestamped with the time it was rejected,
-so the dead-letter writer exports it in a current window). Too-late dead letters themselves are
-counted and logged only. No event disappears without a trace.
+emitted on ``TOO_LATE`` as a dead-letter row (stage ``export``; timestamped with the time it
+was rejected, so the dead-letter writer exports it in a current window). Too-late dead letters
+themselves are counted and logged only. No event disappears without a trace.
 
 **Files.** ``<dir>/<window start yyyy-MM-ddTHH:mm:ss>-<kind>-<run uuid>---<shard>.jsonl``, one
 JSON object per line, written under a hidden temp name and renamed when complete. ``shard`` is
