@@ -4,6 +4,7 @@ Every run is a real ``python -m pipelines.run`` process; the SQLite and PostgreS
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli.jsonl_files import read_jsonl
+from cli.main import main as pstream
 from privacy.kek import LocalKek
 from privacy.keystore import open_key_store
 from pipeline_runs import read_csv, run_pipeline, webshop_csv, write_rows
@@ -34,7 +36,7 @@ def by_transaction(events: list[dict]) -> dict[str, dict]:
     return {event["transactionId"]: event for event in events}
 
 
-def test_two_runs_share_keys_the_same_day_and_not_the_next(tmp_path, store_uri):
+def test_two_runs_share_keys_the_same_day_and_not_the_next(tmp_path, store_uri, capsys):
     kek = f"local://{tmp_path / 'kek.json'}"
     first = write_rows(tmp_path / "first.csv", [
         {"transactionId": "1", "userId": "111111", "email": "ann@example.com", "date": "2024-03-01 09:00:00"},
@@ -61,6 +63,19 @@ def test_two_runs_share_keys_the_same_day_and_not_the_next(tmp_path, store_uri):
     assert keys_created(second_out) == 2  # (111111, 03-02) and (333333, 03-01); (111111, 03-01) was reused
     stored = open_key_store(store_uri).lookup([("111111", "2024-03-01"), ("111111", "2024-03-02")])
     assert len(stored) == 2
+
+    # the subject commands work on the shared store, whichever backend it is
+    assert pstream(["subjects", "forget", "111111", "--key_store", store_uri, "--output", str(tmp_path / "run2")]) == 0
+    assert capsys.readouterr().out.strip() == "deleted 2 keys"
+    assert not (tmp_path / "run2" / "keys").exists() or all(
+        row["keyFieldValue"] != "111111" for _, _, row in read_jsonl([str(tmp_path / "run2" / "keys")]))
+    assert pstream(["subjects", "export", "222222", "--key_store", store_uri, "--kek", kek,
+                    "--output", str(tmp_path / "run1")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["transactionId"], r["email"]) for r in report["records"]] == [("2", "bob@example.com")]
+    assert pstream(["subjects", "export", "111111", "--key_store", store_uri, "--kek", kek,
+                    "--output", str(tmp_path / "run1")]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == []
 
 
 def test_concurrent_runs_never_leave_an_event_under_a_key_that_was_not_kept(tmp_path, store_uri):
