@@ -15,6 +15,7 @@ Pure functions; the shells (``pstream subjects ...``) do the I/O.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime, timezone
@@ -46,8 +47,6 @@ def row_matches(line: bytes, links: set[str], subjects: set[str] = frozenset()) 
     if key_link_of_line(line) in links:
         return True
     if subjects and b'"dataSubjects"' in line:
-        import json
-
         return bool(set(json.loads(line).get("dataSubjects") or ()) & subjects)
     return False
 

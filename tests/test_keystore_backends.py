@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from privacy.daead import SivKey
 from privacy.kek import LocalKek
 from privacy.keyring import DAY_MS, KeyRing, day_start_ms
 from privacy.keystore import KeyRecord, open_key_store

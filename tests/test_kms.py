@@ -13,7 +13,6 @@ import time
 
 import boto3
 import pytest
-import tink
 from tink import aead
 from tink.integration import awskms
 from tink.integration.gcpkms import _gcp_kms_client as tink_gcp

@@ -9,7 +9,6 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 
 from cli.jsonl_files import read_jsonl
 from cli.main import main as pstream
