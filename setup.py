@@ -26,6 +26,8 @@ setup(
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",
+        "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
+        "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
     ],
     extras_require={
         "test": [
@@ -33,8 +35,13 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
-            "moto[server]>=5.0,<6",
+            "moto[server]>=5,<6",
             "gcp-storage-emulator>=2024.1,<2028",
+            "duckdb>=1.3,<3",
+            "sqlglot>=25,<31",
+        ],
+        "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
+            "duckdb>=1.3,<3",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},

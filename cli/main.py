@@ -8,6 +8,8 @@ import sys
 COMMAND_MODULES = [
     "cli.generate",
     "cli.keys",
+    "cli.subjects",
+    "cli.policies",
 ]
 
 
