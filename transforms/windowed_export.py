@@ -129,7 +129,7 @@ class _FileSet:
 class _ExportWindowsFn(beam.DoFn):
     """Buffers events per shard until their window is due, then writes it; flags too-late events."""
 
-    BUFFER = BagStateSpec("buffer", coders.TupleCoder((coders.VarIntCoder(), coders.FastPrimitivesCoder())))
+    BUFFER = BagStateSpec("buffer", coders.TupleCoder((coders.VarIntCoder(), coders.BytesCoder())))  # JSON lines
     CLOSED_UNTIL = ReadModifyWriteStateSpec("closed_until", coders.VarIntCoder())
     NEXT_FLUSH = ReadModifyWriteStateSpec("next_flush", coders.VarIntCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
@@ -161,7 +161,7 @@ class _ExportWindowsFn(beam.DoFn):
         if due <= (closed_until.read() or 0):
             yield from self._reject(event, start)
             return
-        buffer.add((start, event))
+        buffer.add((start, orjson.dumps(event) + b"\n"))
         pending = next_flush.read()
         if pending is None or due < pending:
             next_flush.write(due)
@@ -189,11 +189,10 @@ class _ExportWindowsFn(beam.DoFn):
         now = fired.micros // 1_000_000
         file_sets: dict[tuple[int, int], _FileSet] = {}
         kept = []
-        for start, event in buffer.read():
+        for start, line in buffer.read():
             if self._due(start) > now:
-                kept.append((start, event))
+                kept.append((start, line))
                 continue
-            line = orjson.dumps(event) + b"\n"
             for index, directory in enumerate(self.directories):
                 file_set = file_sets.get((start, index))
                 if file_set is None:
