@@ -51,6 +51,7 @@ exporter, and the key; secrets are never part of a message.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -163,7 +164,15 @@ def _private_file(text: str, name: str) -> str:
     os.fchmod(handle, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(handle, "w") as out:
         out.write(text)
+    atexit.register(_remove_quietly, path)  # not left on disk after the launcher exits
     return path
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 @dataclass
