@@ -7,6 +7,7 @@ import sys
 
 COMMAND_MODULES = [
     "cli.generate",
+    "cli.resources",
     # "cli.keys",
 ]
 
