@@ -8,6 +8,10 @@ import sys
 COMMAND_MODULES = [
     "cli.generate",
     "cli.resources",
+    "cli.simulate",
+    "cli.listen",
+    "cli.ddl",
+    "cli.local",
     # "cli.keys",
 ]
 
