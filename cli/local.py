@@ -80,6 +80,7 @@ def _run(args) -> int:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     loop = LocalLoop(project_dir, echo=lambda text: print(text, file=sys.stderr, flush=True))
     started = time.monotonic()
     try:
@@ -102,8 +103,6 @@ def _run(args) -> int:
             except Exception as exc:  # keep serving; the segments stay unprocessed and are retried
                 print(f"pstream local: pipeline pass failed: {exc}", file=sys.stderr, flush=True)
             time.sleep(args.batch_seconds)
-    except KeyboardInterrupt:
-        pass
     finally:
         if gateway.poll() is None:
             gateway.terminate()

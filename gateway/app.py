@@ -102,6 +102,11 @@ class GatewayApp:
         self._project_mtime = self._mtime()
         self._project_checked = 0.0
         self._roller: asyncio.Task | None = None
+        spool_root = self.project_dir / "spool"
+        if spool_root.is_dir():  # close segments a killed gateway left open
+            for directory in sorted(spool_root.iterdir()):
+                if directory.is_dir():
+                    self.spool(directory.name)
 
     # ------------------------------------------------------------ plumbing
     async def __call__(self, scope, receive, send):

@@ -44,7 +44,7 @@ class TokenProvider:
             if response.status != 200:
                 text = await response.text()
                 raise SendError(response.status, f"authentication failed: {text}")
-            body = await response.json()
+            body = await response.json(content_type=None)
         self.fetches += 1
         lifetime = float(body.get("expires_in") or 300)
         self._token = body["access_token"]
