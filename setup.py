@@ -12,7 +12,7 @@ setup(
     description="Data contracts, field-level encryption per data subject and day, and "
     "consent-filtered privacy streams, as an Apache Beam pipeline.",
     python_requires=">=3.11,<3.14",
-    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "cli*"]),
+    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "cli*", "gateway*", "driver*"]),
     package_data={
         "contracts": ["**/*.yaml"],
         "pipelines": ["*.yaml"],
@@ -26,6 +26,12 @@ setup(
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",
+        # gateway, driver and the workshop's command line
+        "uvicorn>=0.30,<0.60",
+        "uvloop>=0.19,<0.30; sys_platform != 'win32'",
+        "httptools>=0.6,<0.10",
+        "websockets>=13,<18",
+        "aiohttp>=3.9,<4",
     ],
     extras_require={
         "test": [
@@ -33,6 +39,10 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
+            "httpx>=0.27,<0.29",
+            "sqlglot>=25,<31",
+            "duckdb>=1.1,<3",
+            "pandas>=2,<4",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},

@@ -14,7 +14,8 @@ import asyncio
 import sys
 
 import aiohttp
-import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
 from driver.client.auth import TokenProvider
@@ -52,7 +53,7 @@ def _web_socket(args) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except (SendError, OSError, websockets.exceptions.InvalidStatus) as exc:
+    except (SendError, OSError, InvalidStatus) as exc:
         return fail("listen web-socket", exc)
 
 
@@ -64,7 +65,7 @@ async def _listen(pipeline, url: str, args) -> int:
     if args.from_start:
         ws_url += "?from=start"
     seen = 0
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
                                   max_size=None) as socket:
         async for message in socket:
             sys.stdout.write(message if isinstance(message, str) else message.decode())
