@@ -27,7 +27,7 @@ setup(
         "faker>=20,<41",
         "orjson>=3.9,<4",
         # gateway, driver and the workshop's command line
-        "uvicorn>=0.30,<0.60",
+        "uvicorn>=0.35,<0.60",
         "uvloop>=0.19,<0.30; sys_platform != 'win32'",
         "httptools>=0.6,<0.10",
         "websockets>=13,<18",
