@@ -12,7 +12,7 @@ COMMAND_MODULES = [
     "cli.listen",
     "cli.ddl",
     "cli.local",
-    # "cli.keys",
+    "cli.keys",
 ]
 
 
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `pstream decrypt ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -158,7 +158,8 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     retention = int(overrides.get("retention_days") or keys.get("retention_days") or DEFAULT_RETENTION_DAYS)
     if retention < 1:
         raise ConfigError(f"{source}: retention_days must be at least 1")
-    input_format = overrides.get("input_format") or inputs.get("format")
+    # The config's format describes the config's path; another --input gets its format from its suffix.
+    input_format = overrides.get("input_format") or (None if "input" in overrides else inputs.get("format"))
     if input_format not in (None, "csv", "jsonl"):
         raise ConfigError(f"{source}: input.format '{input_format}' is not csv or jsonl")
     return PipelineConfig(

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -51,12 +52,18 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
 
 
 def prepare(config: PipelineConfig, echo=print) -> None:
-    """Make the example input when the embedded default runs without one."""
+    """Make the example input when the embedded default runs without one; check the input exists."""
     if not config.input_path:
         raise ConfigError(f"{config.source}: no input: give --input or input.path in the config")
     if config.is_default_example and not is_remote(config.input_path) and not Path(config.input_path).exists():
         count = write_webshop_csv(config.input_path)
         echo(f"generated {count} web shop rows into {config.input_path}")
+    try:
+        matched = FileSystems.match([config.input_path])[0].metadata_list
+    except Exception as exc:  # Beam raises BeamIOError and friends, with the cause inside
+        raise ConfigError(f"input '{config.input_path}' cannot be listed: {exc}") from None
+    if not matched:
+        raise ConfigError(f"input '{config.input_path}' matches no file")
 
 
 def counters(result) -> dict[str, int]:

@@ -80,6 +80,13 @@ class FieldPlan:
             _apply(out, parts, key.decrypt)
         return out
 
+    def nullify(self, event: dict) -> dict:
+        """The event with every PII value replaced by null (no key to decrypt it)."""
+        out = dict(event)
+        for parts, _ in self.pii:
+            _apply(out, parts, lambda value: None)
+        return out
+
     def masked_paths(self, patterns: tuple[str, ...]) -> list[str]:
         """Contract paths matching the mask patterns (shell-style, '/' for nesting)."""
         paths = self._mask_cache.get(patterns)
