@@ -67,6 +67,7 @@ async def _listen(pipeline, url: str, args) -> int:
     seen = 0
     async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
                                   max_size=None) as socket:
+        print(f"listening to {args.stream} at {ws_url.split('?')[0]}", file=sys.stderr, flush=True)
         async for message in socket:
             sys.stdout.write(message if isinstance(message, str) else message.decode())
             sys.stdout.write("\n")

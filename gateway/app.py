@@ -47,7 +47,7 @@ from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer
 from gateway.metrics import Metrics
 from gateway.project import Project, ProjectError
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
-from gateway.tail import tail_jsonl
+from gateway.tail import tail_jsonl, visible_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -371,10 +371,11 @@ class GatewayApp:
                         "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
             await send({"type": "websocket.http.response.body", "body": reject.message.encode()})
             return
-        await send({"type": "websocket.accept"})
         out = self.project_dir / "out" / source
         directory = out / "encrypted" if stream == source else out / "streams" / stream
         from_start = query.get("from", [""])[0] == "start"
+        existing = set() if from_start else set(visible_jsonl(directory))  # before the client hears "accepted"
+        await send({"type": "websocket.accept"})
         closed = asyncio.Event()
 
         async def watch_disconnect():
@@ -384,7 +385,7 @@ class GatewayApp:
 
         watcher = asyncio.get_running_loop().create_task(watch_disconnect())
         try:
-            async for line in tail_jsonl(directory, from_start, self.settings.tail_poll_seconds, closed):
+            async for line in tail_jsonl(directory, from_start, self.settings.tail_poll_seconds, closed, existing):
                 await send({"type": "websocket.send", "text": line})
         except OSError:  # the client went away mid-send
             pass

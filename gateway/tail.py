@@ -20,8 +20,10 @@ def visible_jsonl(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*.jsonl") if not p.name.startswith("."))
 
 
-async def tail_jsonl(directory: Path, from_start: bool, poll_seconds: float, stop: asyncio.Event | None = None):
-    seen = set() if from_start else set(visible_jsonl(directory))
+async def tail_jsonl(directory: Path, from_start: bool, poll_seconds: float, stop: asyncio.Event | None = None,
+                     skip: set | None = None):
+    """``skip``: files to leave out (taken by the caller at the moment it promised "from now on")."""
+    seen = set(skip) if skip is not None else set() if from_start else set(visible_jsonl(directory))
     while stop is None or not stop.is_set():
         for path in visible_jsonl(directory):
             if path in seen:

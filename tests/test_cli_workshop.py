@@ -131,7 +131,8 @@ def test_local_loop_simulate_listen_and_export(tmp_path, capsys):
                                             "--timeout", "60", *p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         listen_stream = subprocess.Popen([sys.executable, "-m", "cli", "listen", "web-socket", "demo-2", "--count", "8",
                                           "--timeout", "60", *p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(2)  # the listeners connect before events flow
+        for listener in (listen_pipeline, listen_stream):  # both are connected before events flow
+            assert listener.stderr.readline().startswith(b"listening to ")
         started = time.monotonic()
         code = main(["simulate", "random-events", "demo", "--interval", "20", "--count", "20", "--quiet",
                      "--gateway", url, *p])
