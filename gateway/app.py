@@ -303,7 +303,11 @@ class GatewayApp:
         meta["timestamp"] = int(self._clock() * 1000)
         meta.setdefault("keyLink", None)
         meta.setdefault("billingId", None)
-        await self.spool(pipeline).append(orjson.dumps(event) + b"\n")
+        try:
+            await self.spool(pipeline).append(orjson.dumps(event) + b"\n")
+        except OSError:  # disk full, I/O error: not accepted, the sender may retry
+            log.exception("spool write failed for pipeline %s", pipeline)
+            raise _Reject(503, "Event could not be stored, try again") from None
         self.metrics.inc("gateway_requests_total", 204)
         await send(_NO_CONTENT)
         await send(_EMPTY_BODY)

@@ -12,8 +12,9 @@ suffix ``.open`` and is renamed (and the directory fsynced) when it reaches ``ma
 open or closed, was fsynced before its 204, so a killed gateway loses nothing it acknowledged.
 On start, a leftover ``.open`` segment is cut back to its last complete line and closed.
 
-Group commit: ``append`` queues the line and waits; one writer thread per spool writes everything
-queued so far with one ``write`` and one ``fsync``, then wakes all waiters. While it is on disk,
+Group commit: ``append`` queues the line and waits on its batch's future; one writer thread per
+spool writes everything queued so far with one ``write`` and one ``fsync``, then resolves the
+batch, waking all its requests. While it is on disk,
 new lines gather for the next batch, so concurrent requests share fsyncs.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Spool:
         self._opened_at = 0.0
         self._sequence = self._recover()
         self._pending: list[bytes] = []
-        self._waiters: list[asyncio.Future] = []
+        self._batch: asyncio.Future | None = None
         self._flushing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spool-{self.directory.name}")
         self.batches = 0
@@ -158,33 +159,31 @@ class Spool:
 
     async def append(self, line: bytes) -> None:
         """Queue one line (ending in a newline) and return when it is fsynced."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        batch = self._batch
+        if batch is None:  # the first line of a new batch: one future that all its lines wait on
+            loop = asyncio.get_running_loop()
+            batch = self._batch = loop.create_future()
+            if not self._flushing:
+                self._flushing = True
+                loop.create_task(self._flush())
         self._pending.append(line)
-        self._waiters.append(waiter)
-        if not self._flushing:
-            self._flushing = True
-            loop.create_task(self._flush())
-        await waiter
+        await batch
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                data, waiters = b"".join(self._pending), self._waiters
-                self._pending, self._waiters = [], []
+                data, count, batch = b"".join(self._pending), len(self._pending), self._batch
+                self._pending, self._batch = [], None
                 try:
                     await loop.run_in_executor(self._executor, self.write_sync, data)
                 except OSError as exc:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
+                    batch.set_exception(exc)
+                    batch.exception()  # retrieved here; every waiter re-raises it
                     continue
                 self.batches += 1
-                self.lines += len(waiters)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self.lines += count
+                batch.set_result(None)
         finally:
             self._flushing = False
 

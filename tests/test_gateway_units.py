@@ -145,3 +145,19 @@ def test_fast_check_never_accepts_what_the_validator_refuses(fields, meta):
             validator.check(event)
         except EventError:
             pass
+
+
+def test_a_failing_disk_fails_the_waiting_appends(tmp_path, monkeypatch):
+    spool = Spool(tmp_path)
+
+    def broken(data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool, "write_sync", broken)
+
+    async def main():
+        return await asyncio.gather(*(spool.append(b"x\n") for _ in range(5)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, OSError) for r in results) and spool.lines == 0
+    spool._executor.shutdown()
