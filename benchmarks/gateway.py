@@ -161,6 +161,7 @@ def run(args) -> dict:
         servers = {"bare": bare, "full": full}
         targets = {"bare": (bare_port, None), "full": (full_port, token)}
         for round_ in range(args.rounds):
+            # bare and full alternate measurement by measurement, so both see the same machine
             for name in ("bare", "full"):
                 port, tok = targets[name]
                 if use_wrk:
@@ -169,7 +170,9 @@ def run(args) -> dict:
                     measured = loadgen(port, tok, body_file, 0, args.seconds, args.connections)
                 results[name]["max"].append(measured)
                 print(f"round {round_ + 1} {name:4s} max: {measured['achieved_per_s']:,.0f} req/s", file=sys.stderr)
-                for rate in rates:
+            for rate in rates:
+                for name in ("bare", "full"):
+                    port, tok = targets[name]
                     measured = loadgen(port, tok, body_file, rate, args.seconds, args.connections)
                     results[name]["rates"][rate].append(measured)
                     print(f"round {round_ + 1} {name:4s} {rate:>7,.0f}/s: p50 {measured['p50_ms']:.2f} ms "
@@ -184,7 +187,8 @@ def run(args) -> dict:
             except subprocess.TimeoutExpired:
                 process.kill()
         shutil.rmtree(work, ignore_errors=True)
-    summary = {"load": "wrk" if use_wrk else "loadgen", "spooled_events": spooled, "servers": {}}
+    summary = {"load": "wrk" if use_wrk else "loadgen", "spooled_events": spooled, "servers": {},
+               "loadavg_1min_at_end": os.getloadavg()[0]}
     for name in ("bare", "full"):
         entry = {"max_per_s": statistics.median(m["achieved_per_s"] for m in results[name]["max"]), "rates": {}}
         for rate, runs in results[name]["rates"].items():
@@ -208,7 +212,8 @@ def print_summary(summary: dict) -> None:
         b, f = bare["rates"][rate], full["rates"][rate]
         print(f"{rate:>10,.0f}  {b['p50_ms']:>7.2f}ms {b['p99_ms']:>7.2f}ms  {f['p50_ms']:>7.2f}ms {f['p99_ms']:>7.2f}ms"
               f"  {f['achieved_per_s']:>13,.0f}{'  non-204: ' + str(f['non_204']) if f['non_204'] else ''}")
-    print(f"events in the full gateway's spool: {summary['spooled_events']:,}")
+    print(f"events in the full gateway's spool: {summary['spooled_events']:,}; "
+          f"1-minute load average at the end: {summary['loadavg_1min_at_end']:.2f} on {os.cpu_count()} CPUs")
 
 
 def main() -> int:

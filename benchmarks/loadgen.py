@@ -144,10 +144,8 @@ async def main_async(args) -> dict:
     generator = LoadGenerator(args.url, args.header, body, args.connections)
     await generator.open()
     if args.rate > 0:
-        started = time.perf_counter()
         await generator.run_rate(args.rate, args.seconds, args.warmup)
         elapsed = args.seconds
-        _ = started
     else:
         elapsed = await generator.run_max(args.seconds, args.warmup)
     values = sorted(generator.latencies)

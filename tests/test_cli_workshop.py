@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from cli.main import main
 from cli.simulate import CONSENT_CYCLE, random_event

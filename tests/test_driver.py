@@ -15,7 +15,7 @@ from driver.client.errors import SendError
 from driver.client.syncsender import SyncSender
 from driver.config import ClientConfig
 from driver.serializer import SerializationType
-from gateway_helpers import WEBSHOP, GatewayProcess, make_project, read_spool, simulator_event
+from gateway_helpers import GatewayProcess, make_project, read_spool, simulator_event
 
 
 class Scripted:

@@ -19,7 +19,7 @@ from cli.main import main
 from cli.schema_code import build_zip, package_name
 from contracts import load_contract
 from contracts.avro import avro_schema
-from gateway_helpers import SIMULATOR, WEBSHOP
+from gateway_helpers import WEBSHOP
 
 NESTED_YAML = """ref: acme/Shop/2.0.0
 schema:
