@@ -21,6 +21,7 @@ import uvloop
 from gateway.app import DEFAULT_MAX_EVENT_BYTES, GatewayApp, GatewaySettings
 from gateway.auth import DEFAULT_TTL_SECONDS
 from gateway.project import default_project_dir
+from gateway.publish import publisher_for
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES
 
 
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="roll a spool segment at this size (default %(default)s)")
     parser.add_argument("--segment_max_age", type=float, default=DEFAULT_MAX_AGE_SECONDS,
                         help="roll a spool segment after this many seconds (default %(default)s)")
+    parser.add_argument("--publish", default=None,
+                        help="pubsub://project/topic or kafka://host:port/topic instead of the spool "
+                             "(not implemented yet: refused with a message)")
     parser.add_argument("--ready_file", default=None,
                         help="write the bound port to this file once listening (for scripts and tests)")
     parser.add_argument("--log_level", default="warning", help="uvicorn log level (default %(default)s)")
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        publisher_for(args.publish)
+    except (NotImplementedError, ValueError) as exc:
+        parser.error(str(exc))
     serve(GatewayApp(settings_from(args)), args.host, args.port, args.ready_file, args.log_level)
     return 0
 
