@@ -55,6 +55,7 @@ JSON = "application/json"
 AVRO_BINARY = "application/x-avro-binary"
 SERIALIZATION_TYPES = (JSON, AVRO_BINARY)
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+_KINDS = {b"application/json": JSON, b"application/x-avro-binary": AVRO_BINARY}
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _random_bits = random.getrandbits  # the nonce is a dedupe aid, not a secret
@@ -98,6 +99,7 @@ class GatewayApp:
         self.metrics = Metrics()
         self.spools: dict[str, Spool] = {}
         self._contracts: dict[str, _Contract | _Reject] = {}
+        self._by_header: dict[bytes, _Contract] = {}  # raw Strm-Schema-Ref -> contract (good ones only)
         self._project = Project.open(self.project_dir)
         self._project_mtime = self._mtime()
         self._project_checked = 0.0
@@ -234,18 +236,13 @@ class GatewayApp:
             await self._answer(send, reject.status, reject.message.encode())
 
     async def _event(self, scope, receive, send, wanted_pipeline: str | None):
-        token = schema_ref = serialization = content_length = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = value
-            elif name == b"strm-schema-ref":
-                schema_ref = value
-            elif name == b"strm-serialization-type":
-                serialization = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"content-type" and serialization is None and value.startswith(b"application/json"):
-                serialization = b"application/json"
+        headers = dict(scope["headers"])
+        token = headers.get(b"authorization")
+        schema_ref = headers.get(b"strm-schema-ref")
+        serialization = headers.get(b"strm-serialization-type")
+        content_length = headers.get(b"content-length")
+        if serialization is None and headers.get(b"content-type", b"").startswith(b"application/json"):
+            serialization = b"application/json"
         # 401 / 403: who is sending, and to which pipeline
         if token is None or not token[:7].lower() == b"bearer ":
             raise _Reject(401, "Missing bearer token")
@@ -264,13 +261,17 @@ class GatewayApp:
         limit = self.settings.max_event_bytes
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
             raise _Reject(413, f"Event larger than {limit} bytes")
-        kind = serialization.decode("latin-1").split(";")[0].strip().lower() if serialization else None
+        kind = _KINDS.get(serialization)
+        if kind is None:
+            kind = serialization.decode("latin-1").split(";")[0].strip().lower() if serialization else None
         if kind not in SERIALIZATION_TYPES:
             raise _Reject(415, f"Unsupported Strm-Serialization-Type '{kind}': use {JSON} or {AVRO_BINARY}")
         if schema_ref is None:
             raise _Reject(400, "Missing Strm-Schema-Ref header")
-        ref = schema_ref.decode("latin-1").strip()
-        contract = self.contract(ref)
+        contract = self._by_header.get(schema_ref)
+        if contract is None:
+            contract = self._by_header[schema_ref] = self.contract(schema_ref.decode("latin-1").strip())
+        ref = contract.ref
         body = await self._read_body(receive, limit)
         # 400: decode and validate
         try:
@@ -303,12 +304,13 @@ class GatewayApp:
         meta["timestamp"] = int(self._clock() * 1000)
         meta.setdefault("keyLink", None)
         meta.setdefault("billingId", None)
+        spool = self.spools.get(pipeline) or self.spool(pipeline)
         try:
-            await self.spool(pipeline).append(orjson.dumps(event) + b"\n")
+            await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
         except OSError:  # disk full, I/O error: not accepted, the sender may retry
             log.exception("spool write failed for pipeline %s", pipeline)
             raise _Reject(503, "Event could not be stored, try again") from None
-        self.metrics.inc("gateway_requests_total", 204)
+        self.metrics.accepted += 1
         await send(_NO_CONTENT)
         await send(_EMPTY_BODY)
 

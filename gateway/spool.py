@@ -140,7 +140,7 @@ class Spool:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # the data and the file size; not the mtime
             self._bytes += len(data)
             if self._bytes >= self.max_bytes or self._clock() - self._opened_at >= self.max_age_seconds:
                 self._close_segment()
