@@ -9,8 +9,8 @@ by ``strmMeta.eventContractRef`` and run through ``python -m pipelines.run`` (in
 same Beam graph as every other run) with the project's privacy streams, into
 ``<project>/out/<pipeline>/``: encrypted/, streams/<name>/, keys/, dead_letter/, with one key
 store and KEK per pipeline, so keys carry over between micro-batches. A segment is marked done
-only after its run succeeded (``<project>/state/<pipeline>.json``): a crash repeats a batch, it
-never skips one.
+only after its run succeeded (``<project>/state/<pipeline>.json`` keeps the name of the last one;
+segments close in name order): a crash repeats a batch, it never skips one.
 
 Batch exporters copy the new output files of their stream to their data connector every
 ``interval`` seconds as one ``<prefix>/<UTC second>-stream-<exporter id>---0.jsonl`` file (no file
@@ -80,8 +80,8 @@ class LocalLoop:
 
     def _process_pipeline(self, project: Project, pipeline: str) -> int:
         state = _State(self.project_dir / "state" / f"{pipeline}.json")
-        done = set(state.data.get("processed", []))
-        segments = [s for s in closed_segments(project.spool_dir(pipeline)) if s.name not in done]
+        done_up_to = state.data.get("processed_up_to", "")  # segments close in name order: a high-water mark
+        segments = [s for s in closed_segments(project.spool_dir(pipeline)) if s.name > done_up_to]
         if not segments:
             return 0
         work = self.project_dir / "work" / pipeline / uuid.uuid4().hex[:12]
@@ -105,7 +105,7 @@ class LocalLoop:
                 count += len(lines)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        state.data["processed"] = sorted(done | {s.name for s in segments})
+        state.data["processed_up_to"] = segments[-1].name
         state.save()
         self.echo(f"{pipeline}: {count} events from {len(segments)} spool segment(s) through the pipeline")
         return count
