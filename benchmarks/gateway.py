@@ -163,7 +163,7 @@ def wrk_max(port: int, token: str | None, body: bytes, seconds: float, connectio
 
 
 def run(args) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-", dir=args.work_dir))
     body = orjson.dumps(EVENT)
     body_file = work / "event.json"
     body_file.write_bytes(body)
@@ -254,6 +254,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness of servers and load; e.g. -10 (as root) on a machine shared with other jobs")
+    parser.add_argument("--work-dir", default=None,
+                        help="where the full gateway's project and spool live (default: the system temp dir); "
+                             "/dev/shm separates the disk's fsync latency from the rest")
     parser.add_argument("--serve-bare", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
