@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import time
@@ -72,7 +73,7 @@ class TokenIssuer:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
     def issue(self, pipeline: str) -> tuple[str, int]:
-        expiry = int(self._clock()) + self.ttl_seconds
+        expiry = math.ceil(self._clock() + self.ttl_seconds)  # never shorter than promised
         payload = _b64(json.dumps({"p": pipeline, "e": expiry, "n": secrets.token_hex(4)},
                                   separators=(",", ":")).encode())
         return f"{payload}.{self._sign(payload)}", self.ttl_seconds

@@ -179,7 +179,7 @@ def test_expired_token_gets_401(tmp_path):
     with GatewayProcess(tmp_path, token_ttl=1) as gw:
         token = gw.token("demo")
         assert gw.post_event(token, simulator_event()).status_code == 204
-        time.sleep(1.3)
+        time.sleep(2.2)  # a token lives ttl to ttl + 1 s (expiry rounded up to a whole second)
         response = gw.post_event(token, simulator_event())
         assert response.status_code == 401 and "expired" in response.text
         assert gw.post_event(gw.token("demo"), simulator_event()).status_code == 204
@@ -213,7 +213,7 @@ def test_nothing_acknowledged_is_lost_when_the_gateway_is_killed(tmp_path):
         async def send_all():
             headers = {"Authorization": f"Bearer {token}", "Strm-Schema-Ref": SIMULATOR,
                        "Strm-Serialization-Type": "application/json"}
-            async with httpx.AsyncClient(base_url=gw.url, limits=httpx.Limits(max_connections=32)) as client:
+            async with httpx.AsyncClient(base_url=gw.url, limits=httpx.Limits(max_connections=32), timeout=60) as client:
                 async def one(i):
                     event = simulator_event(i)
                     event["uniqueIdentifier"] = f"ack-{i}"
@@ -232,10 +232,10 @@ def test_nothing_acknowledged_is_lost_when_the_gateway_is_killed(tmp_path):
     assert sorted(stored) == sorted(acknowledged)
     segments = list((Path(tmp_path) / "spool" / "demo").iterdir())
     assert len(segments) > 1  # rolled by size along the way
-    assert any(s.name.endswith(".open") for s in segments)  # the kill left one open
-    # a restart closes the open segment, keeping every line
+    # a restart closes the segment the kill left open (if the last write did not fill it), keeping every line
     with GatewayProcess(tmp_path) as gw2:
         assert gw2.client.get("/health").status_code == 200
     from gateway.spool import closed_segments
     closed = [line for s in closed_segments(Path(tmp_path) / "spool" / "demo") for line in s.read_bytes().splitlines()]
     assert len(closed) == 600
+    assert not any(s.name.endswith(".open") for s in (Path(tmp_path) / "spool" / "demo").iterdir())
