@@ -26,6 +26,8 @@ setup(
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",
+        "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
+        "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
         # gateway, driver and the workshop's command line
         "uvicorn>=0.35,<0.60",
         "uvloop>=0.19,<0.30; sys_platform != 'win32'",
@@ -39,10 +41,14 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
-            "httpx>=0.27,<0.29",
+            "moto[server]>=5,<6",
+            "duckdb>=1.3,<3",
             "sqlglot>=25,<31",
-            "duckdb>=1.1,<3",
+            "httpx>=0.27,<0.29",
             "pandas>=2,<4",
+        ],
+        "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
+            "duckdb>=1.3,<3",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},

@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "cli.ddl",
     "cli.local",
     "cli.keys",
+    "cli.subjects",
+    "cli.policies",
 ]
 
 
