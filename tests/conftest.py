@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import os
-
-# Never probe the GCE metadata address when a test resolves Google credentials (read at import).
-os.environ.setdefault("NO_GCE_CHECK", "true")
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from contracts import load_contract
+
+# Never probe the GCE metadata address when a test resolves Google credentials (google-auth reads
+# this when it is imported, which happens later, in the tests).
+os.environ.setdefault("NO_GCE_CHECK", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"
