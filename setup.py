@@ -19,7 +19,7 @@ setup(
     },
     include_package_data=True,
     install_requires=[
-        "apache-beam[gcp,aws]>=2.70,<2.78",
+        "apache-beam[gcp,aws,azure]>=2.70,<2.78",
         "cryptography>=42,<51",
         "fastavro>=1.9,<2",
         "pyyaml>=6,<7",
@@ -42,6 +42,7 @@ setup(
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
             "moto[server]>=5,<6",
+            "gcp-storage-emulator>=2024.1,<2028",
             "duckdb>=1.3,<3",
             "sqlglot>=25,<31",
             "httpx>=0.27,<0.29",
