@@ -45,10 +45,10 @@ def pubsub():
         yield fake
 
 
-def gateway_start(tmp_path, publish: str, env: dict | None = None, timeout: float = 60):
+def gateway_start(tmp_path, publish: str, env: dict | None = None, command=("gateway",), timeout: float = 60):
     """``python -m gateway --publish ...`` expected to refuse to start: (exit code, stderr, seconds)."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "gateway", "--project_dir", str(tmp_path), "--port", "0",
+    proc = subprocess.run([sys.executable, "-m", *command, "--project_dir", str(tmp_path), "--port", "0",
                            "--publish", publish], env=repo_env(**(env or {})), capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stderr, time.monotonic() - started
@@ -180,7 +180,7 @@ def test_kafka_uris_and_producer_settings(tmp_path):
 def test_gateway_does_not_start_when_the_kafka_broker_is_unreachable(tmp_path):
     port = closed_port()
     uri = f"kafka://127.0.0.1:{port}/events?timeout=1"
-    code, err, seconds = gateway_start(tmp_path, uri)
+    code, err, seconds = gateway_start(tmp_path, uri, command=("cli", "gateway"))  # pstream gateway --publish
     assert code == 1
     assert f"cannot reach Kafka brokers 127.0.0.1:{port} within 1 s (publish target '{uri}')" in err
     assert seconds < 20
