@@ -28,6 +28,7 @@ setup(
         "orjson>=3.9,<4",
         "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
         "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
+        "google-cloud-pubsub>=2.18,<3",  # the gateway's Pub/Sub publisher (also in apache-beam[gcp])
         # gateway, driver and the workshop's command line
         "uvicorn>=0.35,<0.60",
         "uvloop>=0.19,<0.30; sys_platform != 'win32'",
@@ -47,9 +48,13 @@ setup(
             "sqlglot>=25,<31",
             "httpx>=0.27,<0.29",
             "pandas>=2,<4",
+            "confluent-kafka>=2.3,<3",  # gateway.publish_kafka's tests (no broker: URIs, timeouts)
         ],
         "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
             "duckdb>=1.3,<3",
+        ],
+        "kafka": [                      # the gateway's Kafka publisher (gateway.publish_kafka)
+            "confluent-kafka>=2.3,<3",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},

@@ -48,6 +48,9 @@ def register(subparsers) -> None:
                          help="roll spool segments this often (default %(default)s)")
     gateway.add_argument("--token-ttl", dest="token_ttl", type=int, default=3600, help="token lifetime in seconds")
     gateway.add_argument("--ready-file", dest="ready_file", default=None, help="write the port here when up")
+    gateway.add_argument("--publish", default=None,
+                         help="pubsub://projects/PROJECT/topics/TOPIC or kafka://HOST:PORT/TOPIC instead of the "
+                              "local spool (see python -m gateway --help)")
     gateway.set_defaults(func=_gateway)
 
 
@@ -60,6 +63,8 @@ def _gateway(args) -> int:
         argv += ["--project_dir", args.project_dir]
     if args.ready_file:
         argv += ["--ready_file", args.ready_file]
+    if args.publish:
+        argv += ["--publish", args.publish]
     return main(argv)
 
 

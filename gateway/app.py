@@ -12,7 +12,8 @@ Endpoints:
 - ``POST /event`` (also ``/pipelines/<name>/event``): headers ``Authorization: Bearer <token>``,
   ``Strm-Schema-Ref: handle/name/version``, ``Strm-Serialization-Type: application/json`` or
   ``application/x-avro-binary`` (Avro binary of ``contracts.avro.avro_schema``). Answers 204 once
-  the event is in the pipeline's spool (fsynced); 400 with the reference's text for a bad event
+  the event is in the pipeline's spool (fsynced), or, with a ``publisher`` (``gateway.publish``),
+  once Pub/Sub or Kafka acknowledged it (503 if it did not); 400 with the reference's text for a bad event
   or an unknown / inactive contract; 401 without a valid token; 403 for a token of another
   pipeline or a disabled one; 413 over ``max_event_bytes``; 415 for another serialization type.
 - ``GET /health`` (``/is-alive``): ``{"status": "ok"}``. ``GET /metrics``: Prometheus text.
@@ -46,6 +47,7 @@ from gateway.fastcheck import compile_fast_check
 from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer
 from gateway.metrics import Metrics
 from gateway.project import Project, ProjectError
+from gateway.publish import EventPublisher, PublishError
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
 from gateway.tail import tail_jsonl, visible_jsonl
 
@@ -91,8 +93,9 @@ class _Contract:
 
 
 class GatewayApp:
-    def __init__(self, settings: GatewaySettings, clock=time.time):
+    def __init__(self, settings: GatewaySettings, clock=time.time, publisher: EventPublisher | None = None):
         self.settings = settings
+        self.publisher = publisher  # None: accepted events go to the spool
         self.project_dir = Path(settings.project_dir)
         self._clock = clock
         self.issuer = TokenIssuer.for_project(self.project_dir, settings.token_ttl_seconds, clock)
@@ -137,6 +140,8 @@ class GatewayApp:
         for spool in self.spools.values():
             spool.close()
         self.spools.clear()
+        if self.publisher is not None:
+            self.publisher.close()
 
     async def _roll_old_segments(self):
         loop = asyncio.get_running_loop()
@@ -304,12 +309,19 @@ class GatewayApp:
         meta["timestamp"] = int(self._clock() * 1000)
         meta.setdefault("keyLink", None)
         meta.setdefault("billingId", None)
-        spool = self.spools.get(pipeline) or self.spool(pipeline)
-        try:
-            await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-        except OSError:  # disk full, I/O error: not accepted, the sender may retry
-            log.exception("spool write failed for pipeline %s", pipeline)
-            raise _Reject(503, "Event could not be stored, try again") from None
+        if self.publisher is not None:
+            try:
+                await self.publisher.publish(pipeline, orjson.dumps(event), ref, meta["timestamp"])
+            except PublishError as exc:  # broker down, timeout, missing topic: not accepted, retry
+                log.warning("%s", exc)
+                raise _Reject(503, "Event could not be published, try again") from None
+        else:
+            spool = self.spools.get(pipeline) or self.spool(pipeline)
+            try:
+                await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+            except OSError:  # disk full, I/O error: not accepted, the sender may retry
+                log.exception("spool write failed for pipeline %s", pipeline)
+                raise _Reject(503, "Event could not be stored, try again") from None
         self.metrics.accepted += 1
         await send(_NO_CONTENT)
         await send(_EMPTY_BODY)

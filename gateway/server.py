@@ -2,6 +2,7 @@
 
     python -m gateway --project_dir /tmp/demo --host 127.0.0.1 --port 8080
     python -m gateway --port 0 --ready_file /tmp/port    # a free port, written to the file once listening
+    python -m gateway --publish pubsub://projects/my-project/topics/events    # Pub/Sub instead of the spool
 
 uvicorn was chosen by measurement (benchmarks/gateway.py): with a bare ASGI endpoint it served
 about 45k requests/s on one core here, granian's ASGI mode about 25k.
@@ -21,7 +22,7 @@ import uvloop
 from gateway.app import DEFAULT_MAX_EVENT_BYTES, GatewayApp, GatewaySettings
 from gateway.auth import DEFAULT_TTL_SECONDS
 from gateway.project import default_project_dir
-from gateway.publish import publisher_for
+from gateway.publish import PublishError, publisher_for
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES
 
 
@@ -39,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment_max_age", type=float, default=DEFAULT_MAX_AGE_SECONDS,
                         help="roll a spool segment after this many seconds (default %(default)s)")
     parser.add_argument("--publish", default=None,
-                        help="pubsub://project/topic or kafka://host:port/topic instead of the spool "
-                             "(not implemented yet: refused with a message)")
+                        help="publish accepted events instead of spooling them: "
+                             "pubsub://projects/PROJECT/topics/TOPIC or kafka://HOST:PORT/TOPIC; a topic may "
+                             "hold {pipeline}; ?timeout=SECONDS bounds each publish (default 10); see "
+                             "gateway/publish.py (default: the local spool)")
     parser.add_argument("--ready_file", default=None,
                         help="write the bound port to this file once listening (for scripts and tests)")
     parser.add_argument("--log_level", default="warning", help="uvicorn log level (default %(default)s)")
@@ -89,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        publisher_for(args.publish)
-    except (NotImplementedError, ValueError) as exc:
+        publisher = publisher_for(args.publish)
+    except ValueError as exc:
         parser.error(str(exc))
-    serve(GatewayApp(settings_from(args)), args.host, args.port, args.ready_file, args.log_level)
+    except PublishError as exc:  # the broker or topic cannot be used: do not listen at all
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    serve(GatewayApp(settings_from(args), publisher=publisher), args.host, args.port, args.ready_file,
+          args.log_level)
     return 0
 
 

@@ -62,10 +62,14 @@ class GatewayProcess:
     """``python -m gateway`` on a free loopback port, stopped on exit (SIGTERM, then SIGKILL)."""
 
     def __init__(self, project_dir: Path, token_ttl: int = 3600, max_event_bytes: int = 1024 * 1024,
-                 segment_max_age: float = 60.0, segment_max_bytes: int = 64 << 20):
+                 segment_max_age: float = 60.0, segment_max_bytes: int = 64 << 20, publish: str | None = None,
+                 env: dict | None = None):
         self.project_dir = Path(project_dir)
         self.args = ["--token_ttl", str(token_ttl), "--max_event_bytes", str(max_event_bytes),
                      "--segment_max_age", str(segment_max_age), "--segment_max_bytes", str(segment_max_bytes)]
+        if publish:
+            self.args += ["--publish", publish]
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
         self.url = ""
 
@@ -74,7 +78,7 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--project_dir", str(self.project_dir), "--port", "0",
              "--ready_file", str(ready), *self.args],
-            env=repo_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=repo_env(**self.env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while not ready.exists():
             if self.process.poll() is not None:

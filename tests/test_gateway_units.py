@@ -161,19 +161,3 @@ def test_a_failing_disk_fails_the_waiting_appends(tmp_path, monkeypatch):
     results = asyncio.run(main())
     assert all(isinstance(r, OSError) for r in results) and spool.lines == 0
     spool._executor.shutdown()
-
-
-def test_broker_publishing_is_refused_not_silently_spooled():
-    from gateway.publish import publisher_for
-    from gateway.server import main as serve_main
-
-    assert publisher_for(None) is None
-    with pytest.raises(NotImplementedError, match="Pub/Sub"):
-        publisher_for("pubsub://project/topic")
-    with pytest.raises(NotImplementedError, match="Kafka"):
-        publisher_for("kafka://127.0.0.1:9092/events")
-    with pytest.raises(ValueError):
-        publisher_for("ftp://x")
-    with pytest.raises(SystemExit) as info:
-        serve_main(["--publish", "kafka://127.0.0.1:9092/events"])
-    assert info.value.code == 2
