@@ -7,10 +7,18 @@
     pstream get stream demo -o json                              # includes clientId / clientSecret
     pstream delete stream demo --recursive
     pstream create data-connector local my-dir --path /tmp/exports
-    pstream create data-connector s3 my-s3 --bucket-name b --credentials-file key.json
+    pstream create data-connector s3 my-s3 --bucket-name b --credentials-file key.json [--endpoint URL]
+    pstream create data-connector azure-blob-storage blob --storage-account-uri https://acct.blob.core.windows.net \
+        --container-name events --credentials-env AZURE_STORAGE_CONNECTION_STRING
     pstream create batch-exporter demo --data-connector my-dir --interval 60 --path-prefix events
     pstream list batch-exporters
     pstream get schema-code strmprivacy/PrivacyEngineeringWorkshop/1.0.0 --language python
+
+A data connector is stored as a pipeline config's ``connectors:`` entry (pipelines.connectors:
+kinds s3, gcs, azure, local; ``azure-blob-storage`` is the reference's name for azure) and
+checked by the same ``parse_connector``; credentials are kept by reference (a file or a
+variable), except a service principal given as flags, kept in ``<project>/credentials/`` (0600).
+A jdbc connector is a batch job's source and cannot be a batch exporter target.
 
 Everything lives in the project file (``--project_dir``, default ``$PSTREAM_PROJECT_DIR`` or
 ``~/.config/pstream``); the gateway and ``pstream local`` pick changes up while running.
@@ -18,22 +26,40 @@ Everything lives in the project file (``--project_dir``, default ``$PSTREAM_PROJ
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from dataclasses import asdict
+from urllib.parse import urlparse
 
 from cli import schema_code
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
+from gateway.project import JDBC
 
+_CREDENTIALS = [("--credentials-file", "file holding the credentials (kept by reference, never copied)"),
+                ("--credentials-env", "environment variable holding the credentials")]
 CONNECTOR_FLAGS = {
     "local": [("--path", "directory to write into (default <project>/exports/<name>)")],
-    "s3": [("--bucket-name", "S3 bucket"), ("--credentials-file", "JSON of an access key"),
-           ("--assume-role-arn", "role to assume (optional)")],
-    "gcs": [("--bucket-name", "GCS bucket"), ("--credentials-file", "service account JSON file")],
+    "s3": [("--bucket-name", "S3 bucket"), ("--region", "bucket region (optional)"),
+           ("--endpoint", "S3-compatible store or emulator, e.g. http://127.0.0.1:9000 (optional)"),
+           (_CREDENTIALS[0][0], "JSON of an access key, as `aws iam create-access-key` prints it"),
+           (_CREDENTIALS[1][0], "variable holding that JSON"),
+           ("--assume-role-arn", "not supported: give an access key of the role's user")],
+    "gcs": [("--bucket-name", "GCS bucket"), ("--endpoint", "GCS emulator URL (optional)"),
+            (_CREDENTIALS[0][0], "service account JSON file"), (_CREDENTIALS[1][0], "variable holding that JSON")],
     "azure-blob-storage": [("--storage-account-uri", "https://<account>.blob.core.windows.net"),
-                           ("--container-name", "blob container"), ("--tenant-id", "Azure AD tenant"),
-                           ("--client-id", "app client id"), ("--client-secret", "app client secret")],
+                           ("--container-name", "blob container"),
+                           (_CREDENTIALS[0][0], "connection string, or JSON with tenant_id, client_id, client_secret"),
+                           (_CREDENTIALS[1][0], "variable holding a connection string or that JSON"),
+                           ("--tenant-id", "Azure AD tenant"), ("--client-id", "app client id"),
+                           ("--client-secret", "app client secret (kept in <project>/credentials/, mode 0600)")],
     "jdbc": [("--uri", "JDBC URI"), ("--database-type", "POSTGRES, MYSQL, BIGQUERY or SNOWFLAKE")],
 }
+# the reference CLI's connector types -> the kinds of pipelines.connectors (and jdbc, a batch-job source)
+CONNECTOR_KINDS = {"local": "local", "s3": "s3", "gcs": "gcs", "azure-blob-storage": "azure", "jdbc": "jdbc"}
+CONNECTOR_ALIASES = {"azure-blob-storage": ["azure"]}
+_REQUIRED = {"s3": ["bucket_name"], "gcs": ["bucket_name"], "azure-blob-storage": ["storage_account_uri", "container_name"],
+             "jdbc": ["uri"]}
 
 
 def register(subparsers) -> None:
@@ -66,12 +92,13 @@ def register(subparsers) -> None:
     types = connector.add_subparsers(dest="connector_type", metavar="TYPE")
     types.required = True
     for type_, flags in CONNECTOR_FLAGS.items():
-        parser = types.add_parser(type_, help=f"a {type_} data connector")
+        parser = types.add_parser(type_, aliases=CONNECTOR_ALIASES.get(type_, []), help=f"{type_} data connector"
+                                  + ("" if type_ != "jdbc" else " (a batch job's source; not an exporter target)"))
         parser.add_argument("name", help="data connector name")
         for flag, help_text in flags:
             parser.add_argument(flag, help=help_text)
         add_project_arg(parser)
-        parser.set_defaults(func=_create_connector)
+        parser.set_defaults(func=_create_connector, connector_type=type_)
 
     exporter = kinds.add_parser("batch-exporter", help="export a stream to a data connector every interval")
     exporter.add_argument("stream", help="pipeline or privacy stream to export")
@@ -146,10 +173,26 @@ def privacy_stream_view(stream) -> dict:
 
 
 def _connector_view(connector) -> dict:
-    settings = dict(connector.settings)
-    if "client_secret" in settings:
-        settings["client_secret"] = "***"
-    return {"ref": {"name": connector.name}, "type": connector.type, **settings}
+    entry = {k: v for k, v in connector.entry.items() if k != "name"}
+    if "uri" in entry:
+        entry["uri"] = _masked(entry["uri"])
+    return {"ref": {"name": connector.name}, **entry}
+
+
+def _masked(uri: str) -> str:
+    """A JDBC URI without the password it may carry."""
+    return re.sub(r"(?i)(password=)[^&;]*", r"\1***", uri)
+
+
+def _connector_row(project, connector) -> dict:
+    location = _masked(connector.entry.get("uri", ""))
+    if connector.kind != JDBC:
+        try:
+            location = connector.connector(str(project.path)).base_uri
+        except ProjectError as exc:
+            location = f"invalid: {exc}"
+    credentials = connector.entry.get("credentials", "default" if connector.kind != JDBC else "")
+    return {"name": connector.name, "kind": connector.kind, "location": location, "credentials": credentials}
 
 
 def _print(data, output: str, columns: list[str] | None = None) -> None:
@@ -209,26 +252,73 @@ def _create_stream(args) -> int:
 
 
 def _create_connector(args) -> int:
-    flags = CONNECTOR_FLAGS[args.connector_type]
-    settings = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in flags}
-    settings = {("bucket" if k == "bucket_name" else k): v for k, v in settings.items()}
-    if "storage_account_uri" in settings and settings["storage_account_uri"]:
-        settings["storage_account"] = settings["storage_account_uri"].split("//", 1)[-1].split(".", 1)[0]
-    missing = {"s3": ["bucket"], "gcs": ["bucket"], "azure-blob-storage": ["storage_account_uri", "container_name"],
-               "jdbc": ["uri"]}.get(args.connector_type, [])
     try:
-        absent = [m for m in missing if not settings.get(m)]
+        absent = [m for m in _REQUIRED.get(args.connector_type, []) if not getattr(args, m)]
         if absent:
-            raise ProjectError(f"missing {', '.join('--' + m.replace('_', '-').replace('bucket', 'bucket-name') for m in absent)}")
-        if "container_name" in settings:
-            settings["container"] = settings.pop("container_name")
+            raise ProjectError(f"missing {', '.join('--' + m.replace('_', '-') for m in absent)}")
         project = project_of(args)
-        connector = project.create_data_connector(args.name, args.connector_type, settings)
+        entry, kept = _connector_entry(args, project)
+        connector = project.create_data_connector(entry)   # pipelines.connectors.parse_connector checks it
+        if kept is not None:
+            project.keep_credentials(connector.name, kept)
         project.save()
     except ProjectError as exc:
         return fail("create data-connector", exc)
     _print(_connector_view(connector), "json")
     return 0
+
+
+def _connector_entry(args, project) -> tuple[dict, str | None]:
+    """The ``connectors:`` entry of pipelines.connectors for the flags, and credentials to keep."""
+    kind = CONNECTOR_KINDS[args.connector_type]
+    entry = {"name": args.name, "kind": kind}
+    if kind == "jdbc":
+        return {**entry, "uri": args.uri, "database_type": args.database_type}, None
+    if kind == "local":
+        return {**entry, "path": args.path or str(project.directory / "exports" / args.name)}, None
+    if kind in ("s3", "gcs"):
+        entry["bucket"] = args.bucket_name
+        if kind == "s3":
+            if args.assume_role_arn:
+                raise ProjectError("--assume-role-arn is not supported (Beam's S3 file system takes an access key): "
+                                   "give the key of a user allowed to write the bucket with --credentials-file")
+            entry["region"] = args.region
+    else:
+        entry.update(_azure_location(args.storage_account_uri), container=args.container_name)
+    if getattr(args, "endpoint", None):
+        entry["endpoint"] = args.endpoint
+    principal = [getattr(args, f, None) for f in ("tenant_id", "client_id", "client_secret")]
+    given = [flag for flag, value in (("--credentials-file", args.credentials_file),
+                                      ("--credentials-env", args.credentials_env),
+                                      ("--tenant-id/--client-id/--client-secret", any(principal))) if value]
+    if len(given) > 1:
+        raise ProjectError(f"give one of {', '.join(given)}")
+    kept = None
+    if args.credentials_file:
+        entry["credentials"] = {"file": os.path.abspath(os.path.expanduser(args.credentials_file))}
+    elif args.credentials_env:
+        entry["credentials"] = {"env": args.credentials_env}
+    elif any(principal):
+        if not all(principal):
+            raise ProjectError("a service principal needs --tenant-id, --client-id and --client-secret")
+        kept = json.dumps(dict(zip(("tenant_id", "client_id", "client_secret"), principal)))
+        entry["credentials"] = {"file": str(project.credentials_dir() / f"{args.name}.json")}
+    return entry, kept
+
+
+def _azure_location(uri: str) -> dict:
+    """account (and endpoint, unless it is Azure's own) from --storage-account-uri."""
+    parsed = urlparse(uri if "://" in uri else f"https://{uri}")
+    host = parsed.hostname or ""
+    if host.endswith(".blob.core.windows.net"):
+        account = host.split(".", 1)[0]
+        own = parsed.scheme == "https" and parsed.port is None and parsed.path.strip("/") == ""
+        return {"account": account} if own else {"account": account, "endpoint": uri.rstrip("/")}
+    account = parsed.path.strip("/").split("/", 1)[0]   # an emulator: http://127.0.0.1:10000/<account>
+    if not account:
+        raise ProjectError(f"--storage-account-uri '{uri}': give https://<account>.blob.core.windows.net, "
+                           "or an emulator's http://HOST:PORT/<account>")
+    return {"account": account, "endpoint": uri.rstrip("/")}
 
 
 def _create_exporter(args) -> int:
@@ -258,7 +348,10 @@ def _list(args) -> int:
                          "consent": stream.mode, "levels": stream.levels, "enabled": True})
         _print(rows, args.output, ["name", "type", "source", "consent", "levels", "enabled"])
     elif args.list_kind == "data-connectors":
-        _print([_connector_view(c) for c in project.data_connectors.values()], args.output)
+        if args.output == "json":
+            _print([_connector_view(c) for c in project.data_connectors.values()], "json")
+        else:
+            _print([_connector_row(project, c) for c in project.data_connectors.values()], "table")
     else:
         _print([asdict(e) for e in project.batch_exporters.values()], args.output,
                ["name", "stream", "data_connector", "interval", "path_prefix", "include_existing_events"])

@@ -6,7 +6,16 @@ connectors and batch exporters, kept in one YAML file that the CLI edits and the
     project = Project.open("/tmp/demo")         # or an explicit directory (--project_dir)
     pipeline = project.create_pipeline("demo")  # generates a client id and secret
     project.create_privacy_stream("demo-1", source="demo", mode="CUMULATIVE", levels=[1])
+    project.create_data_connector({"name": "lake", "kind": "s3", "bucket": "acme-lake",
+                                   "credentials": {"file": "/run/secrets/aws-key.json"}})
+    project.create_batch_exporter("demo-1", "lake", path_prefix="events")
+    for record, exporter in project.pipeline_exporters("demo"):   # pipelines.connectors.Exporter
+        exporter.directory                                         # 's3://acme-lake/events'
     project.save()
+
+Data connectors and batch exporters are the ones of ``pipelines.connectors``: a connector is
+stored as the mapping a pipeline config's ``connectors:`` holds and checked by the same
+``parse_connector``; the exporters of a pipeline are built by ``parse_exporters``.
 
 Layout of a project directory::
 
@@ -15,7 +24,8 @@ Layout of a project directory::
     contracts/          extra data contracts (<handle>/<name>/<version>.yaml), next to the shipped ones
     spool/<pipeline>/   the gateway's append-only JSONL segments of accepted events
     out/<pipeline>/     the pipeline's outputs: encrypted/, streams/<name>/, keys/, dead_letter/
-    exports/            what local data connectors receive from batch exporters
+    exports/<name>/     what a local data connector created without --path receives
+    credentials/        credentials given as `pstream create data-connector` flags (0600 files)
 
 Saving is atomic (temp file + rename), so a reader (the gateway) never sees half a file.
 """
@@ -37,8 +47,9 @@ from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec
 PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
 DEFAULT_PROJECT_DIR = Path.home() / ".config" / "pstream"
 PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-CONNECTOR_TYPES = ("local", "s3", "gcs", "azure-blob-storage", "jdbc")
-MIN_EXPORT_INTERVAL, MAX_EXPORT_INTERVAL, MAX_PATH_PREFIX = 30, 3600, 900
+JDBC = "jdbc"
+JDBC_DATABASE_TYPES = ("POSTGRES", "MYSQL", "BIGQUERY", "SNOWFLAKE")
+SHORT_INTERVALS_ENV = "PSTREAM_ALLOW_SHORT_INTERVALS"   # tests of the local loop: intervals from 1 s
 
 
 class ProjectError(ValueError):
@@ -77,24 +88,32 @@ class PrivacyStream:
 
 @dataclass
 class DataConnector:
-    """A named storage location: local directory, S3/GCS bucket, Azure container, JDBC."""
+    """A data connector as the project file stores it: ``entry`` is the mapping that
+    ``pipelines.connectors.parse_connector`` accepts (kind s3 | gcs | azure | local, the same
+    keys as a pipeline config's ``connectors:``), or a JDBC source (kind jdbc: ``uri``,
+    ``database_type``), which batch jobs read from and which is never an export target."""
 
-    name: str
-    type: str
-    settings: dict = field(default_factory=dict)
+    entry: dict
 
-    def location(self, project_dir: Path) -> str:
-        """The base URI that exporters write under."""
-        s = self.settings
-        if self.type == "local":
-            return str(Path(s.get("path") or project_dir / "exports" / self.name).resolve())
-        if self.type == "s3":
-            return f"s3://{s['bucket']}"
-        if self.type == "gcs":
-            return f"gs://{s['bucket']}"
-        if self.type == "azure-blob-storage":
-            return f"azfs://{s['storage_account']}/{s['container']}"
-        raise ProjectError(f"data connector '{self.name}' of type {self.type} cannot be a batch exporter target")
+    @property
+    def name(self) -> str:
+        return self.entry["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.entry.get("kind", "")
+
+    def connector(self, source: str):
+        """The ``pipelines.connectors.Connector``; ProjectError for JDBC or an invalid entry."""
+        from pipelines.connectors import ConnectorError, parse_connector
+
+        if self.kind == JDBC:
+            raise ProjectError(f"{source}: data connector '{self.name}' is a JDBC connector (a source of batch "
+                               "jobs): it cannot be a batch exporter target; use s3, gcs, azure or local")
+        try:
+            return parse_connector(self.entry, f"{source}: data_connectors")
+        except ConnectorError as exc:
+            raise ProjectError(str(exc)) from None
 
 
 @dataclass
@@ -117,6 +136,15 @@ _SECTIONS = {
     "data_connectors": DataConnector,
     "batch_exporters": BatchExporter,
 }
+
+
+def _load_connector(entry) -> DataConnector:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise TypeError("a data connector must be a mapping with a name")
+    if "type" in entry and "settings" in entry:
+        raise TypeError(f"data connector '{entry['name']}' is in the old form (type, settings): delete it from "
+                        "the file and create it again with `pstream create data-connector`")
+    return DataConnector(dict(entry))
 
 
 def default_project_dir() -> Path:
@@ -155,7 +183,7 @@ class Project:
             for section, kind in _SECTIONS.items():
                 for entry in data.get(section) or []:
                     try:
-                        item = kind(**entry)
+                        item = _load_connector(entry) if kind is DataConnector else kind(**entry)
                     except TypeError as exc:
                         raise ProjectError(f"{path}: {section}: {exc}") from None
                     getattr(project, section)[item.name] = item
@@ -168,7 +196,8 @@ class Project:
 
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        data = {section: [asdict(item) for item in getattr(self, section).values()] for section in _SECTIONS}
+        data = {section: [item.entry if isinstance(item, DataConnector) else asdict(item)
+                          for item in getattr(self, section).values()] for section in _SECTIONS}
         data["settings"] = self.settings
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".project-", suffix=".tmp")
         try:
@@ -278,13 +307,24 @@ class Project:
         return stream
 
     # ------------------------------------------------------ data connectors
-    def create_data_connector(self, name: str, type_: str, settings: dict) -> DataConnector:
-        if type_ not in CONNECTOR_TYPES:
-            raise ProjectError(f"data connector type '{type_}' is not one of {', '.join(CONNECTOR_TYPES)}")
+    def create_data_connector(self, entry: dict) -> DataConnector:
+        """Add a connector given as a pipeline config's ``connectors:`` entry (or a JDBC source).
+
+        Validated by ``pipelines.connectors.parse_connector``, with its messages; a local
+        connector's path is stored absolute.
+        """
+        entry = {k: v for k, v in entry.items() if v is not None}
+        name = entry.get("name")
         if name in self.data_connectors:
             raise ProjectError(f"a data connector named '{name}' already exists")
-        connector = DataConnector(name, type_, {k: v for k, v in settings.items() if v is not None})
-        self.data_connectors[name] = connector
+        if entry.get("kind") == JDBC:
+            connector = DataConnector(_jdbc_entry(entry, str(self.path)))
+        else:
+            connector = DataConnector(entry)
+            parsed = connector.connector(str(self.path))
+            if parsed.kind == "local":
+                entry["path"] = parsed.bucket
+        self.data_connectors[connector.name] = connector
         return connector
 
     def delete_data_connector(self, name: str) -> None:
@@ -293,7 +333,24 @@ class Project:
         users = [e.name for e in self.batch_exporters.values() if e.data_connector == name]
         if users:
             raise ProjectError(f"batch exporters {', '.join(users)} use data connector '{name}': delete them first")
-        del self.data_connectors[name]
+        credentials = self.data_connectors.pop(name).entry.get("credentials")
+        kept = Path(credentials["file"]) if isinstance(credentials, dict) and "file" in credentials else None
+        if kept is not None and kept.parent == self.credentials_dir() and kept.exists():
+            kept.unlink()  # written by `pstream create data-connector` from flags: the project's own copy
+
+    def keep_credentials(self, name: str, text: str) -> str:
+        """Write credentials given as flags to ``credentials/<name>.json`` (0600); returns its path."""
+        folder = self.credentials_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{name}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return str(path)
+
+    def credentials_dir(self) -> Path:
+        """Where ``pstream create data-connector`` keeps credentials given as flags (0600 files)."""
+        return self.directory / "credentials"
 
     # ------------------------------------------------------- batch exporters
     def create_batch_exporter(self, stream: str, data_connector: str, name: str | None = None,
@@ -302,16 +359,12 @@ class Project:
         self.source_of(stream)
         if data_connector not in self.data_connectors:
             raise ProjectError(f"no data connector named '{data_connector}'")
-        self.data_connectors[data_connector].location(self.directory)
-        if not MIN_EXPORT_INTERVAL <= interval <= MAX_EXPORT_INTERVAL and not os.environ.get("PSTREAM_ALLOW_SHORT_INTERVALS"):
-            raise ProjectError(f"interval {interval}s is outside {MIN_EXPORT_INTERVAL}-{MAX_EXPORT_INTERVAL}s")
-        if len(path_prefix) > MAX_PATH_PREFIX or path_prefix.endswith("/"):
-            raise ProjectError(f"path prefix: at most {MAX_PATH_PREFIX} characters and no trailing '/'")
         name = name or f"{stream}-{data_connector}"
         if name in self.batch_exporters:
             raise ProjectError(f"a batch exporter named '{name}' already exists")
         exporter = BatchExporter(name, stream, data_connector, interval, path_prefix, include_existing_events,
                                  str(uuid.uuid4()), _now_ms())
+        self.pipeline_exporters(self.source_of(stream), also=exporter)  # validates, with the pipeline's others
         self.batch_exporters[name] = exporter
         return exporter
 
@@ -319,3 +372,48 @@ class Project:
         if name not in self.batch_exporters:
             raise ProjectError(f"no batch exporter named '{name}'")
         del self.batch_exporters[name]
+
+    def pipeline_exporters(self, pipeline: str, also: BatchExporter | None = None) -> list[tuple[BatchExporter, object]]:
+        """The batch exporters of one pipeline's streams, each with its ``pipelines.connectors.Exporter``.
+
+        Built by ``parse_exporters`` exactly as a pipeline config's ``exporters:`` are: a
+        pipeline's own stream is the output ``encrypted``, a privacy stream its name.
+        """
+        from pipelines.connectors import ENCRYPTED, MIN_INTERVAL, ConnectorError, parse_exporters
+
+        source = str(self.path)
+        records = [e for e in [*self.batch_exporters.values(), *([also] if also else [])]
+                   if self._source_or_none(e.stream) == pipeline]
+        streams = [s.name for s in self.privacy_streams.values() if s.source == pipeline]
+        connectors = {name: self.data_connectors[name].connector(source)
+                      for name in sorted({e.data_connector for e in records}) if name in self.data_connectors}
+        raw = [{"name": e.name, "output": ENCRYPTED if e.stream == pipeline else e.stream,
+                "connector": e.data_connector, "interval": e.interval, "path_prefix": e.path_prefix or None,
+                "include_existing_events": e.include_existing_events} for e in records]
+        min_interval = 1 if os.environ.get(SHORT_INTERVALS_ENV) else MIN_INTERVAL
+        try:
+            exporters = parse_exporters(raw, connectors, [ENCRYPTED, *streams], source, min_interval)
+        except ConnectorError as exc:
+            raise ProjectError(str(exc)) from None
+        return list(zip(records, exporters))
+
+    def _source_or_none(self, stream: str) -> str | None:
+        try:
+            return self.source_of(stream)
+        except ProjectError:
+            return None
+
+
+def _jdbc_entry(entry: dict, source: str) -> dict:
+    where = f"{source}: connector '{entry.get('name')}'"
+    unknown = sorted(set(entry) - {"name", "kind", "uri", "database_type"})
+    if unknown:
+        raise ProjectError(f"{where}: unknown key(s) for kind jdbc: {', '.join(unknown)}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", str(entry.get("name") or "")):
+        raise ProjectError(f"{where}: name must be letters, digits, '-', '_' or '.' (at most 63)")
+    if not str(entry.get("uri") or "").startswith("jdbc:"):
+        raise ProjectError(f"{where}: uri must be a JDBC URI (jdbc:...)")
+    database_type = entry.get("database_type")
+    if database_type is not None and str(database_type).upper() not in JDBC_DATABASE_TYPES:
+        raise ProjectError(f"{where}: database_type must be one of {', '.join(JDBC_DATABASE_TYPES)}")
+    return {**entry, **({"database_type": str(database_type).upper()} if database_type else {})}

@@ -2,7 +2,9 @@
 
     from gateway.realtime import LocalLoop
     loop = LocalLoop(project_dir)
-    loop.step()          # one pass: run the pipeline over new closed segments, run due exporters
+    loop.start_exporters()   # probe new batch exporters; returns why any were refused
+    loop.step()              # one pass: start new exporters, run the pipeline over new closed segments,
+                             # run due exporters
 
 For each pipeline of the project, closed spool segments that were not processed yet are split
 by ``strmMeta.eventContractRef`` and run through ``python -m pipelines.run`` (in process, the
@@ -12,11 +14,16 @@ store and KEK per pipeline, so keys carry over between micro-batches. A segment 
 only after its run succeeded (``<project>/state/<pipeline>.json`` keeps the name of the last one;
 segments close in name order): a crash repeats a batch, it never skips one.
 
-Batch exporters copy the new output files of their stream to their data connector every
-``interval`` seconds as one ``<prefix>/<UTC second>-stream-<exporter id>---0.jsonl`` file (no file
-for an interval without events), through Beam's ``FileSystems`` (local paths, gs://, s3://,
-azfs://). ``include_existing_events`` decides whether what was there before the exporter's first
-pass is exported too.
+Batch exporters are ``pipelines.connectors`` exporters (the project's connectors and exporters
+are a pipeline config's ``connectors:`` and ``exporters:``): each is started once, when the loop
+first sees it, by applying its connector's ``connector_access`` (endpoint, credentials by file or
+variable) and probing it (``.strm_test_<uuid>.jsonl`` written and deleted); one that cannot be
+written is refused with a message naming it and its connector, and the others go on. A started
+exporter copies the new output files of its stream to its connector every ``interval`` seconds
+as one ``<prefix>/<UTC second>-stream-<exporter id>---0.jsonl`` file (no file for an interval
+without events), through Beam's ``FileSystems`` (local paths, gs://, s3://, azfs://).
+``include_existing_events`` decides whether what was there before the exporter's first pass is
+exported too.
 """
 from __future__ import annotations
 
@@ -27,13 +34,15 @@ import re
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 import yaml
 
-from gateway.project import Project
+from gateway.project import BatchExporter, Project, ProjectError
 from gateway.spool import closed_segments
 from gateway.tail import visible_jsonl
 
@@ -67,11 +76,14 @@ class LocalLoop:
         self.echo = echo or (lambda text: log.info(text))
         self._clock = clock
         self.runs = 0
+        self._exporters: dict[str, _RunningExporter] = {}   # started batch exporters, by name
+        self._reported: set[str] = set()
 
     # --------------------------------------------------------------- pipeline
     def step(self) -> int:
         """One pass; returns the number of events sent through the pipeline."""
         project = Project.open(self.project_dir)
+        self.start_exporters(project)
         processed = 0
         for name in sorted(project.pipelines):
             processed += self._process_pipeline(project, name)
@@ -150,9 +162,66 @@ class LocalLoop:
             raise RuntimeError(f"pipeline run for {pipeline} ({ref}) failed: " + " | ".join(lines[-5:]))
 
     # -------------------------------------------------------------- exporters
+    def start_exporters(self, project: Project | None = None) -> list[str]:
+        """Start the project's batch exporters that are new or changed; returns why any were refused.
+
+        Each is the ``pipelines.connectors.Exporter`` that ``Project.pipeline_exporters`` builds
+        (``parse_exporters``, as for a pipeline config), reached with its connector's
+        ``connector_access`` (Beam options, environment), and probed once with
+        ``pipelines.connectors.probe`` (write and delete ``.strm_test_<uuid>.jsonl``). One that
+        cannot be written is refused with the probe's message, which names the exporter and the
+        connector, and is not tried again until its definition changes.
+        """
+        project = project or Project.open(self.project_dir)
+        refused, wanted = [], set()
+        for pipeline in sorted(project.pipelines):
+            try:
+                pairs = project.pipeline_exporters(pipeline)
+            except ProjectError as exc:
+                refused.append(self._refuse(f"{pipeline}: batch exporters not started: {exc}"))
+                continue
+            for record, exporter in pairs:
+                wanted.add(record.name)
+                running = self._exporters.get(record.name)
+                if running is None or running.definition != (exporter, record.id):
+                    if running is not None:
+                        self._reported.discard(running.error)  # a changed definition may fail the same way
+                    running = self._exporters[record.name] = self._start(record, exporter)
+                if running.error:
+                    refused.append(running.error)
+        for name in set(self._exporters) - wanted:
+            del self._exporters[name]
+        return refused
+
+    def _start(self, record: BatchExporter, exporter) -> "_RunningExporter":
+        from apache_beam.options.pipeline_options import PipelineOptions
+        from pipelines.connectors import ConnectorError, Exports, connector_access, probe
+
+        connector = exporter.connector
+        running = _RunningExporter((exporter, record.id), record, exporter, PipelineOptions([]), {})
+        try:
+            access = connector_access(connector, where=f"exporter '{record.name}': {connector.describe()}")
+            Exports({connector.name: connector}, [exporter], access).apply(running.options, running.env)
+            with running.use():
+                probe(exporter)
+        except ConnectorError as exc:
+            running.error = self._refuse(f"{exc}; exporter not started")
+            return running
+        self.echo(f"exporter {record.name}: exporting {record.stream} to {exporter.directory}")
+        return running
+
+    def _refuse(self, message: str) -> str:
+        if message not in self._reported:  # once, not on every pass
+            self._reported.add(message)
+            self.echo(message)
+        return message
+
     def _export(self, project: Project) -> None:
         now = self._clock()
-        for exporter in project.batch_exporters.values():
+        for running in list(self._exporters.values()):
+            if running.error:
+                continue
+            exporter = running.record
             state = _State(self.project_dir / "state" / f"exporter-{exporter.name}.json")
             try:
                 pipeline = project.source_of(exporter.stream)
@@ -169,32 +238,64 @@ class LocalLoop:
             exported = set(state.data["exported"])
             new = [f for f in files if f not in exported]
             if new:
-                connector = project.data_connectors.get(exporter.data_connector)
-                if connector is None:
-                    continue
-                self._write_export(connector.location(self.project_dir), exporter, new, now)
+                self._write_export(running, new, now)
             state.data = {"exported": sorted(exported | set(new)), "last": now}
             state.save()
 
-    def _write_export(self, base: str, exporter, files: list[str], now: float) -> None:
+    def _write_export(self, running: "_RunningExporter", files: list[str], now: float) -> None:
+        """One ``<prefix>/<UTC second>-stream-<exporter id>---0.jsonl``, written under a temp name."""
         from apache_beam.io.filesystems import FileSystems
 
+        if not any(Path(path).stat().st_size for path in files):
+            return  # no events: no file (and S3 cannot complete an upload of nothing)
+        exporter, record = running.exporter, running.record
         label = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        directory = FileSystems.join(base, exporter.path_prefix) if exporter.path_prefix else base
-        if "://" not in directory:
+        directory = exporter.directory
+        if exporter.connector.kind == "local":
             Path(directory).mkdir(parents=True, exist_ok=True)
-        final = FileSystems.join(directory, f"{label}-stream-{exporter.id}---0.jsonl")
-        temp = FileSystems.join(directory, f".temp-{uuid.uuid4().hex}.jsonl.tmp")
+        final = f"{directory}/{label}-{exporter.file_kind}-{record.id}---0.jsonl"
+        temp = f"{directory}/.temp-{uuid.uuid4().hex}.jsonl.tmp"
         events = 0
-        handle = FileSystems.create(temp, mime_type="application/x-ndjson")
+        with running.use():
+            handle = FileSystems.create(temp, mime_type="application/x-ndjson")
+            try:
+                for path in files:
+                    data = Path(path).read_bytes()
+                    if data and not data.endswith(b"\n"):
+                        data += b"\n"
+                    events += data.count(b"\n")
+                    handle.write(data)
+            finally:
+                handle.close()
+            FileSystems.rename([temp], [final])
+        self.echo(f"exporter {record.name}: {events} events to {final}")
+
+
+@dataclass
+class _RunningExporter:
+    """A started batch exporter: its project record, its Exporter, and what Beam needs to reach it."""
+
+    definition: tuple               # (Exporter, record id): a change starts it again
+    record: BatchExporter
+    exporter: object                # pipelines.connectors.Exporter
+    options: object                 # PipelineOptions with the connector's Beam options
+    env: dict = field(default_factory=dict)
+    error: str = ""                 # why it was refused, if it was
+
+    @contextmanager
+    def use(self):
+        """Beam's file systems pointed at this exporter's connector, as before afterwards."""
+        from apache_beam.io.filesystems import FileSystems
+
+        options, environ = FileSystems._pipeline_options, {name: os.environ.get(name) for name in self.env}
+        FileSystems.set_options(self.options)
+        os.environ.update(self.env)
         try:
-            for path in files:
-                data = Path(path).read_bytes()
-                if data and not data.endswith(b"\n"):
-                    data += b"\n"
-                events += data.count(b"\n")
-                handle.write(data)
+            yield
         finally:
-            handle.close()
-        FileSystems.rename([temp], [final])
-        self.echo(f"exporter {exporter.name}: {events} events to {final}")
+            FileSystems.set_options(options)
+            for name, value in environ.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

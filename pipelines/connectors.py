@@ -324,13 +324,13 @@ def parse_connectors(raw, source: str) -> dict[str, Connector]:
     return found
 
 
-def _interval(raw, where: str) -> int:
+def _interval(raw, where: str, min_interval: int = MIN_INTERVAL) -> int:
     if raw is None:
         return DEFAULT_INTERVAL
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != int(raw):
         raise ConnectorError(f"{where}: interval must be whole seconds, got {raw!r}")
-    if not MIN_INTERVAL <= int(raw) <= MAX_INTERVAL:
-        raise ConnectorError(f"{where}: interval {int(raw)} s is outside {MIN_INTERVAL}-{MAX_INTERVAL} s")
+    if not min_interval <= int(raw) <= MAX_INTERVAL:
+        raise ConnectorError(f"{where}: interval {int(raw)} s is outside {min_interval}-{MAX_INTERVAL} s")
     return int(raw)
 
 
@@ -348,8 +348,12 @@ def _path_prefix(raw, where: str) -> str:
     return raw
 
 
-def parse_exporters(raw, connectors: dict[str, Connector], outputs: list[str], source: str) -> list[Exporter]:
-    """Exporters of the config; ``outputs`` are the names an exporter may export."""
+def parse_exporters(raw, connectors: dict[str, Connector], outputs: list[str], source: str,
+                    min_interval: int = MIN_INTERVAL) -> list[Exporter]:
+    """Exporters of the config; ``outputs`` are the names an exporter may export.
+
+    ``min_interval`` lowers the shortest interval (only for tests of the local loop).
+    """
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -374,7 +378,7 @@ def parse_exporters(raw, connectors: dict[str, Connector], outputs: list[str], s
         include = entry.get("include_existing_events", False)
         if not isinstance(include, bool):
             raise ConnectorError(f"{where}: include_existing_events must be true or false")
-        exporter = Exporter(name, output, connectors[connector_name], _interval(entry.get("interval"), where),
+        exporter = Exporter(name, output, connectors[connector_name], _interval(entry.get("interval"), where, min_interval),
                             _path_prefix(entry.get("path_prefix"), where), include)
         for other in exporters:
             if other.name == exporter.name:

@@ -44,7 +44,9 @@ def test_streams_connectors_and_exporters(tmp_path, capsys):
     assert run(capsys, "create", "data-connector", "local", "dir", "--path", str(tmp_path / "x"), *p)[0] == 0
     code, _, err = run(capsys, "create", "data-connector", "s3", "bucket", *p)
     assert code == 2 and "--bucket-name" in err
-    assert run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "b", *p)[0] == 0
+    code, _, err = run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "b", *p)
+    assert code == 2 and "bucket 'b' is not a valid S3 bucket name" in err   # pipelines.connectors' check
+    assert run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "acme-b", *p)[0] == 0
     code, _, err = run(capsys, "create", "batch-exporter", "demo-1", "--data-connector", "dir", "--interval", "5", *p)
     assert code == 2 and "30-3600" in err
     assert run(capsys, "create", "batch-exporter", "demo-1", "--data-connector", "dir", "--path-prefix", "ev", *p)[0] == 0
