@@ -35,6 +35,59 @@ def infer_format(pattern: str) -> str:
     return "csv"
 
 
+def csv_rows(text, path: str):
+    """(position, row dict, None) per CSV row of a text stream, or (position, None, problem)."""
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield f"{path}:1", None, f"unreadable CSV header: {exc}"
+        return
+    width = len(header)
+    line = reader.line_num
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
+            line = reader.line_num
+            continue
+        position = f"{path}:{line + 1}"
+        line = reader.line_num
+        if not values:
+            continue
+        if len(values) != width:
+            yield position, None, f"row has {len(values)} columns, the header has {width}"
+        elif any(_UNDECODABLE.search(v) for v in values):
+            yield position, None, "row is not valid UTF-8"
+        else:
+            yield position, dict(zip(header, values)), None
+
+
+def jsonl_rows(text, path: str):
+    """(position, object, None) per JSON line of a text stream, or (position, None, problem)."""
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        position = f"{path}:{number}"
+        if _UNDECODABLE.search(line):
+            yield position, None, "line is not valid UTF-8"
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            yield position, None, f"not valid JSON (column {getattr(exc, 'colno', '?')})"
+            continue
+        if not isinstance(row, dict):
+            yield position, None, "a JSONL line must be a JSON object"
+        else:
+            yield position, row, None
+
+
 class _ParseRowsFn(beam.DoFn):
     def __init__(self, batch_input: BatchInput, input_format: str):
         self.batch_input = batch_input
@@ -58,61 +111,10 @@ class _ParseRowsFn(beam.DoFn):
         path = readable_file.metadata.path
         with readable_file.open() as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-            rows = self._csv_rows(text, path) if self.input_format == "csv" else self._jsonl_rows(text, path)
+            rows = csv_rows(text, path) if self.input_format == "csv" else jsonl_rows(text, path)
             for position, row, problem in rows:
                 self.rows_read.inc()
                 yield self._reject(position, problem) if problem else self._convert(position, row)
-
-    @staticmethod
-    def _csv_rows(text, path):
-        reader = csv.reader(text)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield f"{path}:1", None, f"unreadable CSV header: {exc}"
-            return
-        width = len(header)
-        line = reader.line_num
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
-                line = reader.line_num
-                continue
-            position = f"{path}:{line + 1}"
-            line = reader.line_num
-            if not values:
-                continue
-            if len(values) != width:
-                yield position, None, f"row has {len(values)} columns, the header has {width}"
-            elif any(_UNDECODABLE.search(v) for v in values):
-                yield position, None, "row is not valid UTF-8"
-            else:
-                yield position, dict(zip(header, values)), None
-
-    @staticmethod
-    def _jsonl_rows(text, path):
-        for number, line in enumerate(text, start=1):
-            if not line.strip():
-                continue
-            position = f"{path}:{number}"
-            if _UNDECODABLE.search(line):
-                yield position, None, "line is not valid UTF-8"
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                yield position, None, f"not valid JSON (column {getattr(exc, 'colno', '?')})"
-                continue
-            if not isinstance(row, dict):
-                yield position, None, "a JSONL line must be a JSON object"
-            else:
-                yield position, row, None
 
 
 class ReadBatchInput(beam.PTransform):
