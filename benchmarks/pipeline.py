@@ -75,9 +75,10 @@ def run_child(variant: str, input_path: str, output: str, stages: bool) -> dict:
     if variant == "plain":
         from benchmarks.plain_loop import run_plain_loop
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result["counts"] = run_plain_loop(config)
         result["seconds"] = time.perf_counter() - started
+        result["cpu_seconds"] = time.process_time() - cpu
         return result
 
     import apache_beam as beam
@@ -86,7 +87,7 @@ def run_child(variant: str, input_path: str, output: str, stages: bool) -> dict:
     from benchmarks.stage_sampler import StageSampler
     from pipelines.graph import build_batch_graph
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sampler = StageSampler() if stages and variant == "beam" else None
     if sampler:
         sampler.__enter__()
@@ -99,6 +100,8 @@ def run_child(variant: str, input_path: str, output: str, stages: bool) -> dict:
         if sampler:
             sampler.__exit__(None, None, None)
     result["seconds"] = time.perf_counter() - started
+    if variant == "beam":  # the 2-worker run's work happens in other processes
+        result["cpu_seconds"] = time.process_time() - cpu
     result["counts"] = _beam_counts(run, config)
     if sampler:
         result["stages"] = sampler.shares()
@@ -190,6 +193,10 @@ def run_variant(variant: str, input_path: Path, workdir: Path, keep: bool, stage
             shutil.rmtree(output, ignore_errors=True)
 
 
+def _load() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def _mib(value: int) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
@@ -203,18 +210,22 @@ def fitted_slope(xs: list[float], ys: list[float]) -> float:
 
 def compare(events: int, variants: list[str], workdir: Path, seed: int, keep: bool, echo=print) -> tuple[dict, bool]:
     input_path = ensure_input(workdir, events, seed, echo)
+    load = _load()
     results = {}
     for variant in variants:
         echo(f"running {VARIANTS[variant]} on {events:,} events ...")
         results[variant] = run_variant(variant, input_path, workdir, keep, stages=True)
     limit = results.get("plain")
-    echo(f"\n{events:,} web shop events, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    echo(f"{'variant':<42} {'seconds':>8} {'events/s':>9} {'vs (a)':>7} {'vs 2,790/s':>10} {'peak RSS':>10}")
+    echo(f"\n{events:,} web shop events, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+         f"load average before {load}")
+    echo(f"{'variant':<42} {'seconds':>8} {'events/s':>9} {'vs (a)':>7} {'vs 2,790/s':>10} {'peak RSS':>10}"
+         f" {'CPU s':>7}")
     for variant, result in results.items():
         rate = events / result["seconds"]
         versus = f"{limit['seconds'] / result['seconds']:.2f}" if limit else "-"
+        cpu = f"{result['cpu_seconds']:.1f}" if "cpu_seconds" in result else "-"
         echo(f"{VARIANTS[variant]:<42} {result['seconds']:>8.1f} {rate:>9,.0f} {versus:>7} "
-             f"{rate / REFERENCE_RECORDS_PER_S:>9.1f}x {_mib(result['peak_rss']):>10}")
+             f"{rate / REFERENCE_RECORDS_PER_S:>9.1f}x {_mib(result['peak_rss']):>10} {cpu:>7}")
     stages = results.get("beam", {}).get("stages")
     if stages:
         seconds = results["beam"]["seconds"]

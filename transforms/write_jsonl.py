@@ -98,7 +98,13 @@ class _WriteBundleFn(beam.DoFn):
             writer = self.writers[(window, partition)] = _ShardWriter(directory, self.run_id, self.max_bytes)
         return writer
 
-    def process(self, element, window=beam.DoFn.WindowParam):
+    def process(self, element, windowed=beam.DoFn.WindowedValueParam):
+        # Windows from the WindowedValue: with WindowParam, Beam would split every element per
+        # window and rebuild the call's arguments, which costs more than writing the line.
+        for window in windowed.windows:
+            self._write(element, window)
+
+    def _write(self, element, window):
         if isinstance(element, tuple):  # grouped by partition: (partition, events)
             partition, events = element
             writer = self._writer(window, partition)
