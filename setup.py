@@ -12,20 +12,28 @@ setup(
     description="Data contracts, field-level encryption per data subject and day, and "
     "consent-filtered privacy streams, as an Apache Beam pipeline.",
     python_requires=">=3.11,<3.14",
-    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "cli*"]),
+    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "cli*", "gateway*", "driver*"]),
     package_data={
         "contracts": ["**/*.yaml"],
         "pipelines": ["*.yaml"],
     },
     include_package_data=True,
     install_requires=[
-        "apache-beam[gcp,aws]>=2.70,<2.78",
+        "apache-beam[gcp,aws,azure]>=2.70,<2.78",
         "cryptography>=42,<51",
         "fastavro>=1.9,<2",
         "pyyaml>=6,<7",
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",
+        "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
+        "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
+        # gateway, driver and the workshop's command line
+        "uvicorn>=0.35,<0.60",
+        "uvloop>=0.19,<0.30; sys_platform != 'win32'",
+        "httptools>=0.6,<0.10",
+        "websockets>=13,<18",
+        "aiohttp>=3.9,<4",
     ],
     extras_require={
         "test": [
@@ -33,6 +41,15 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "tink>=1.10,<2",
+            "moto[server]>=5,<6",
+            "gcp-storage-emulator>=2024.1,<2028",
+            "duckdb>=1.3,<3",
+            "sqlglot>=25,<31",
+            "httpx>=0.27,<0.29",
+            "pandas>=2,<4",
+        ],
+        "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
+            "duckdb>=1.3,<3",
         ],
     },
     entry_points={"console_scripts": ["pstream=cli.main:main"]},

@@ -15,6 +15,7 @@ import sys
 import orjson
 
 from cli.jsonl_files import read_jsonl
+from cli.policies import register_purge
 from contracts import ContractError, load_contract
 from privacy.daead import DecryptError
 from privacy.fields import FieldPlan
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     export.add_argument("--kek", required=True, help="the KEK URI the run used, e.g. local://out/kek.json")
     export.add_argument("--output", "-o", default="-", help="file to write: .csv (default format) or .jsonl; - for stdout")
     export.set_defaults(func=_export)
+    register_purge(actions)  # pstream keys purge (cli/policies.py)
 
     decrypt = subparsers.add_parser(
         "decrypt", help="decrypt the PII fields of encrypted JSONL events with exported keys",

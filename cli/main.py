@@ -7,7 +7,14 @@ import sys
 
 COMMAND_MODULES = [
     "cli.generate",
+    "cli.resources",
+    "cli.simulate",
+    "cli.listen",
+    "cli.ddl",
+    "cli.local",
     "cli.keys",
+    "cli.subjects",
+    "cli.policies",
 ]
 
 

@@ -109,7 +109,8 @@ def parse_contract(data: dict, source: str = "<contract>") -> Contract:
 
     ref = data.get("ref")
     if ref is None:
-        parts = Path(source).with_suffix("").parts[-3:]
+        stem = source[: -len(Path(source).suffix)] if source.endswith((".yaml", ".yml")) else source
+        parts = Path(stem).parts[-3:]
         ref = "/".join(parts)
     match = REF_PATTERN.match(str(ref))
     if not match:

@@ -72,6 +72,18 @@ class PipelineConfig:
         return "/".join([self.output.rstrip("/"), *parts])
 
 
+def _read_text(source: str) -> str:
+    """A local file, or gs://, s3://, azfs:// through Beam's FileSystems (flex templates read it there)."""
+    if not is_remote(source):
+        return Path(source).read_text()
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        with FileSystems.open(source) as handle:
+            return handle.read().decode("utf-8")
+    except Exception as exc:  # each store raises its own errors
+        raise OSError(0, " ".join(str(exc).split())[:300]) from None
+
+
 def _streams(raw, source: str, name: str) -> list[StreamSpec]:
     specs = []
     for index, entry in enumerate(raw or []):
@@ -108,7 +120,7 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     source = str(path or DEFAULT_CONFIG)
     try:
-        data = yaml.safe_load(Path(source).read_text())
+        data = yaml.safe_load(_read_text(source))
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the config: {exc.strerror}") from None
     except yaml.YAMLError as exc:

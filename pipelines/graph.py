@@ -62,10 +62,14 @@ def write_outputs(outputs: dict, config: PipelineConfig) -> dict:
     return written
 
 
-def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None) -> dict:
-    """The whole batch job: read files, run the privacy graph, write every output."""
+def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None, exporters=()) -> dict:
+    """The whole batch job: read files, run the privacy graph, write every output (and exporter)."""
     batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
     read = pipeline | "ReadInput" >> ReadBatchInput(config.input_path, batch, config.input_format)
     outputs = privacy_graph(read[ReadBatchInput.EVENTS], config)
     outputs[DEAD_LETTERS] = [read[ReadBatchInput.DEAD_LETTER], *outputs[DEAD_LETTERS]]
-    return write_outputs(outputs, config)
+    written = write_outputs(outputs, config)
+    if exporters:
+        from pipelines.exporting import write_batch_exports  # connectors and exporters (pipelines/connectors.py)
+        written.update(write_batch_exports(outputs, list(exporters), config))
+    return written

@@ -27,9 +27,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.config import ConfigError, PipelineConfig, is_remote, load_config
+from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
+from pipelines.exporting import prepare_exports, summary_rows
 from pipelines.graph import build_batch_graph
 from pipelines.options import PrivacyPipelineOptions
+from pipelines.stream_options import StreamingSourceOptions
+from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 
 LOCAL_RUNNER = "FnApiRunner"
 OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
@@ -46,6 +50,7 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
         "--direct_num_workers=2 --direct_running_mode=multi_processing.",
     )
     PrivacyPipelineOptions._add_argparse_args(parser)
+    StreamingSourceOptions._add_argparse_args(parser)
     parser.parse_known_args(argv)  # --help and bad values of our own options stop here
     options = PipelineOptions(argv)
     return options, options.view_as(PrivacyPipelineOptions)
@@ -98,23 +103,34 @@ def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tupl
 def run(argv: list[str] | None = None, echo=print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, privacy = parse_args(argv)
+    standard = options.view_as(StandardOptions)
+    standard.streaming = standard.streaming or reads_a_stream(options)
+    FileSystems.set_options(options)  # a remote config or input is read before the pipeline exists
     try:
         config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
-        prepare(config, echo)
-    except ConfigError as exc:
+        if not standard.streaming:
+            prepare(config, echo)
+        exports = prepare_exports(config, options)  # connectors' Beam options; probe before any event is read
+    except (ConfigError, ConnectorError) as exc:
         echo(f"error: {exc}")
         return 2
-    standard = options.view_as(StandardOptions)
+    if standard.streaming:
+        return run_streaming(options, config, exports.exporters, echo)
     if standard.runner is None and not standard.streaming:
         standard.runner = LOCAL_RUNNER
     echo(f"running {config.name}: {config.input_path} ({config.contract.ref}) -> {config.output}")
     started = time.time()
     pipeline = beam.Pipeline(options=options)
-    build_batch_graph(pipeline, config)
+    build_batch_graph(pipeline, config, exporters=exports.exporters)
     result = pipeline.run()
+    if is_remote_runner(options):  # Dataflow, Flink: submitted; the job's counters are in its console
+        echo(f"submitted to {standard.runner}: {job_id(result)}")
+        return 0
     result.wait_until_finish()
     elapsed = time.time() - started
-    rows, problems = summarize(counters(result), config)
+    values = counters(result)
+    rows, problems = summarize(values, config)
+    rows += summary_rows(values, exports.exporters)
     width = max(len(label) for label, _ in rows)
     echo(f"\n{'output / count':<{width}}  {'events':>10}")
     for label, value in rows:

@@ -15,6 +15,7 @@ wrapped key copied onto another key's row does not unwrap. More drivers register
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -88,11 +89,15 @@ class LocalKek:
 KEK_DRIVERS: dict[str, Callable[[str], Kek]] = {
     "local": lambda rest: LocalKek(rest),
 }
+# Drivers that live in other modules (and need cloud clients) register themselves on import.
+DRIVER_MODULES = {"aws-kms": "privacy.kms", "gcp-kms": "privacy.kms"}
 
 
 def kek_from_uri(uri: str) -> Kek:
-    """Open the KEK a URI names: ``local://path`` (more schemes register in KEK_DRIVERS)."""
+    """Open the KEK a URI names: ``local://path``, ``aws-kms://arn...``, ``gcp-kms://projects/...``."""
     scheme, sep, rest = uri.partition("://")
+    if sep and scheme not in KEK_DRIVERS and scheme in DRIVER_MODULES:
+        importlib.import_module(DRIVER_MODULES[scheme])
     if not sep or scheme not in KEK_DRIVERS:
         known = ", ".join(f"{s}://" for s in KEK_DRIVERS)
         raise KekError(f"unknown KEK URI '{uri}': use one of {known}")

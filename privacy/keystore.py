@@ -11,10 +11,23 @@ were kept, which may be another writer's. Callers encrypt only with kept keys (s
     store.lookup([("477049", "2022-09-16")])                # {(value, day): KeyRecord}
     store.by_links(["c4b90723-..."])                        # {keyLink: KeyRecord}
 
-Backends register in ``KEY_STORES`` by URI scheme; the SQLite one needs no set-up.
+Data subjects and retention (both backends)::
+
+    store.subjects()                        # [(subject, number of keys), ...] by subject
+    store.keys_of_subjects(["477049"])      # [KeyRecord, ...] by day: the subject's keyLinks
+    store.delete_subjects(["477049"])       # keyLinks deleted (crypto-shredding); len() = count
+    store.purge_expired(now_ms)             # keyLinks deleted because expiresAt <= now_ms
+    store.save_policy(policy); store.policies()
+
+A key lists every data subject whose events it encrypted; deleting a subject deletes every key
+that lists them (a key shared with another subject goes too: its data can no longer be split).
+
+Backends register in ``KEY_STORES`` by URI scheme; the SQLite one needs no set-up, and
+``postgresql://`` (``privacy.keystore_pg``) is imported on first use.
 """
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import threading
 from dataclasses import dataclass, field, replace
@@ -55,6 +68,20 @@ class KeyStore(Protocol):
 
     def by_links(self, links: Iterable[str]) -> dict[str, KeyRecord]: ...
 
+    def subjects(self) -> list[tuple[str, int]]: ...
+
+    def keys_of_subjects(self, subjects: Iterable[str]) -> list[KeyRecord]: ...
+
+    def delete_subjects(self, subjects: Iterable[str]) -> list[str]: ...
+
+    def purge_expired(self, now_ms: int) -> list[str]: ...
+
+    def save_policy(self, policy) -> None: ...
+
+    def policies(self) -> list: ...
+
+    def close(self) -> None: ...
+
 
 class KeyStoreError(RuntimeError):
     """A key store that cannot be opened or used."""
@@ -80,6 +107,13 @@ CREATE TABLE IF NOT EXISTS key_subjects (
 );
 CREATE INDEX IF NOT EXISTS key_subjects_by_link ON key_subjects (key_link);
 CREATE INDEX IF NOT EXISTS data_keys_by_expiry ON data_keys (expires_at);
+CREATE TABLE IF NOT EXISTS policies (
+    policy_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    retention_days INTEGER NOT NULL,
+    legal_grounds TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT ''
+);
 """
 _COLUMNS = "key_link, key_field_value, day, key_id, wrapped_key, kek_uri, created_at, expires_at, policy_id"
 _CHUNK = 400  # stays under SQLite's limit of bound parameters per statement
@@ -167,8 +201,10 @@ class SqliteKeyStore:
     def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None:
         rows = [(subject, link) for link, subject in links_subjects]
         if rows:
-            with self._lock:
-                self._db.executemany("INSERT OR IGNORE INTO key_subjects (subject, key_link) VALUES (?, ?)", rows)
+            with self._lock:  # a key deleted meanwhile (forgotten, purged) gets no subject row
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO key_subjects (subject, key_link) "
+                    "SELECT ?, key_link FROM data_keys WHERE key_link = ?", rows)
 
     def by_links(self, links: Iterable[str]) -> dict[str, KeyRecord]:
         links = list(links)
@@ -179,6 +215,62 @@ class SqliteKeyStore:
                     found[record.key_link] = record
         return found
 
+    def subjects(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(
+                "SELECT subject, count(*) FROM key_subjects GROUP BY subject ORDER BY subject")]
+
+    def keys_of_subjects(self, subjects: Iterable[str]) -> list[KeyRecord]:
+        subjects = sorted(set(subjects))
+        found: dict[str, KeyRecord] = {}
+        with self._lock:
+            for chunk in _chunks(subjects):
+                where = (f"key_link IN (SELECT key_link FROM key_subjects WHERE subject IN "
+                         f"({','.join('?' * len(chunk))}))")
+                for record in self._records(where, chunk):
+                    found[record.key_link] = record
+        return sorted(found.values(), key=lambda r: (r.day, r.key_link))
+
+    def _delete_where(self, select_links: str, params: list) -> list[str]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                links = [row[0] for row in self._db.execute(select_links, params)]
+                for chunk in _chunks(links):
+                    self._db.execute(f"DELETE FROM data_keys WHERE key_link IN ({','.join('?' * len(chunk))})", chunk)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return sorted(links)
+
+    def delete_subjects(self, subjects: Iterable[str]) -> list[str]:
+        deleted: list[str] = []
+        for chunk in _chunks(sorted(set(subjects))):
+            deleted += self._delete_where(
+                f"SELECT DISTINCT key_link FROM key_subjects WHERE subject IN ({','.join('?' * len(chunk))})", chunk)
+        return sorted(deleted)
+
+    def purge_expired(self, now_ms: int) -> list[str]:
+        return self._delete_where("SELECT key_link FROM data_keys WHERE expires_at <= ?", [int(now_ms)])
+
+    def save_policy(self, policy) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO policies (policy_id, name, retention_days, legal_grounds, description) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (policy_id) DO UPDATE SET name = excluded.name, "
+                "retention_days = excluded.retention_days, legal_grounds = excluded.legal_grounds, "
+                "description = excluded.description",
+                (policy.policy_id, policy.name, policy.retention_days, policy.legal_grounds, policy.description))
+
+    def policies(self) -> list:
+        from privacy.policies import Policy  # privacy.policies imports the key ring, which imports us
+
+        with self._lock:
+            rows = self._db.execute("SELECT policy_id, name, retention_days, legal_grounds, description "
+                                    "FROM policies ORDER BY policy_id").fetchall()
+        return [Policy(*row) for row in rows]
+
     def close(self) -> None:
         self._db.close()
 
@@ -186,14 +278,19 @@ class SqliteKeyStore:
 KEY_STORES: dict[str, Callable[[str], KeyStore]] = {
     "sqlite": SqliteKeyStore,
 }
+# Backends in other modules (with their own database drivers) register themselves on import.
+STORE_MODULES = {"postgresql": "privacy.keystore_pg", "postgres": "privacy.keystore_pg"}
 
 
 def open_key_store(uri: str | Path) -> KeyStore:
-    """Open a key store by URI: ``sqlite:///abs/path.sqlite``, ``sqlite://rel/path`` or a plain path."""
+    """Open a key store by URI: ``sqlite:///abs/path.sqlite``, ``sqlite://rel/path``, a plain path,
+    or ``postgresql://user@host:5432/db?schema=keys`` (see ``privacy.keystore_pg``)."""
     text = str(uri)
     scheme, sep, rest = text.partition("://")
     if not sep:
         return SqliteKeyStore(text)
+    if scheme not in KEY_STORES and scheme in STORE_MODULES:
+        importlib.import_module(STORE_MODULES[scheme])
     if scheme not in KEY_STORES:
         raise KeyStoreError(f"unknown key store '{text}': use one of {', '.join(s + '://' for s in KEY_STORES)}")
     return KEY_STORES[scheme](rest)

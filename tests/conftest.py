@@ -10,6 +10,10 @@ import pytest
 
 from contracts import load_contract
 
+# Never probe the GCE metadata address when a test resolves Google credentials (google-auth reads
+# this when it is imported, which happens later, in the tests).
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
 REPO = Path(__file__).resolve().parent.parent
 WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"
 SIMULATOR = "strmprivacy/example/1.5.0"
@@ -40,3 +44,43 @@ def default_run(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return cwd, proc.stdout
+
+
+# -- local cloud storage servers (tests/cloud_servers.py), one of each per test worker ----------
+def _start_server(server_class):
+    from cloud_servers import ServerUnavailable
+    server = server_class()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        if os.environ.get("CLOUD_SERVERS_REQUIRED") == "1":
+            pytest.fail(f"CLOUD_SERVERS_REQUIRED=1 but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    return server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server, authentication on: use s3_server.beam_flags() in Beam options."""
+    from cloud_servers import MotoS3Server
+    server = _start_server(MotoS3Server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """gcp-storage-emulator: give Beam gcs_server.beam_env(dir) as environment."""
+    from cloud_servers import GcsEmulator
+    server = _start_server(GcsEmulator)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_server():
+    """Azurite's blob service: use --azure_connection_string=azurite_server.connection_string()."""
+    from cloud_servers import AzuriteServer
+    server = _start_server(AzuriteServer)
+    yield server
+    server.stop()

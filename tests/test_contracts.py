@@ -128,3 +128,12 @@ def test_invalid_yaml_and_unknown_reference(tmp_path):
         load_contract(str(path))
     with pytest.raises(ContractError, match="contract 'acme/None/9.9.9' not found"):
         load_contract("acme/None/9.9.9")
+
+
+def test_reference_is_taken_from_the_path_when_the_file_has_no_ref(tmp_path, monkeypatch):
+    folder = tmp_path / "acme" / "Draft"
+    folder.mkdir(parents=True)
+    (folder / "1.0.0.yaml").write_text(NESTED.replace("ref: acme/Nested/1.0.0\n", ""))
+    monkeypatch.setenv("CONTRACTS_PATH", str(tmp_path))
+    assert load_contract("acme/Draft/1.0.0").ref == "acme/Draft/1.0.0"
+    assert load_contract(str(folder / "1.0.0.yaml")).ref == "acme/Draft/1.0.0"

@@ -5,4 +5,6 @@
     from transforms.encrypt import EncryptPii
     from transforms.privacy_streams import PrivacyStreams
     from transforms.write_jsonl import WriteJsonlBatches
+    from transforms.stream_sources import ReadPubSubEvents, ReadKafkaEvents   # streaming sources
+    from transforms.windowed_export import WriteWindowedJsonl                 # streaming writer
 """

@@ -1,0 +1,311 @@
+"""``pstream create|list|get|delete``: pipelines, privacy streams, data connectors, batch exporters.
+
+    pstream create stream demo                                   # a pipeline, with credentials
+    pstream create stream --derived-from demo --levels 1 --cumulative --masked-fields userId
+    pstream create stream demo-marketing --derived-from demo --levels 1,2   # granular
+    pstream list streams
+    pstream get stream demo -o json                              # includes clientId / clientSecret
+    pstream delete stream demo --recursive
+    pstream create data-connector local my-dir --path /tmp/exports
+    pstream create data-connector s3 my-s3 --bucket-name b --credentials-file key.json
+    pstream create batch-exporter demo --data-connector my-dir --interval 60 --path-prefix events
+    pstream list batch-exporters
+    pstream get schema-code strmprivacy/PrivacyEngineeringWorkshop/1.0.0 --language python
+
+Everything lives in the project file (``--project_dir``, default ``$PSTREAM_PROJECT_DIR`` or
+``~/.config/pstream``); the gateway and ``pstream local`` pick changes up while running.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+from cli import schema_code
+from cli.project_args import ProjectError, add_project_arg, fail, project_of
+
+CONNECTOR_FLAGS = {
+    "local": [("--path", "directory to write into (default <project>/exports/<name>)")],
+    "s3": [("--bucket-name", "S3 bucket"), ("--credentials-file", "JSON of an access key"),
+           ("--assume-role-arn", "role to assume (optional)")],
+    "gcs": [("--bucket-name", "GCS bucket"), ("--credentials-file", "service account JSON file")],
+    "azure-blob-storage": [("--storage-account-uri", "https://<account>.blob.core.windows.net"),
+                           ("--container-name", "blob container"), ("--tenant-id", "Azure AD tenant"),
+                           ("--client-id", "app client id"), ("--client-secret", "app client secret")],
+    "jdbc": [("--uri", "JDBC URI"), ("--database-type", "POSTGRES, MYSQL, BIGQUERY or SNOWFLAKE")],
+}
+
+
+def register(subparsers) -> None:
+    create = subparsers.add_parser("create", help="create a stream, data connector or batch exporter")
+    kinds = create.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+
+    stream = kinds.add_parser("stream", help="a pipeline (source stream), or a privacy stream with --derived-from",
+                              description="Without --derived-from: a pipeline with a client id and secret. "
+                              "With it: a privacy stream that admits events whose consent covers --levels and "
+                              "decrypts the fields of those purpose levels.")
+    stream.add_argument("name", nargs="?", help="stream name (a privacy stream defaults to <source>-<levels>)")
+    stream.add_argument("--derived-from", dest="derived_from", help="source pipeline of a privacy stream")
+    stream.add_argument("--levels", help="purpose levels, comma separated, e.g. 1,2")
+    mode = stream.add_mutually_exclusive_group()
+    mode.add_argument("--cumulative", dest="mode", action="store_const", const="CUMULATIVE",
+                      help="levels 0..N are decrypted for events with a highest consent >= N (one level)")
+    mode.add_argument("--granular", dest="mode", action="store_const", const="GRANULAR",
+                      help="exactly the given levels; events must consent to all of them (default)")
+    mode.add_argument("--consent-type", dest="mode", type=str.upper, choices=["CUMULATIVE", "GRANULAR"],
+                      help="the same as --cumulative / --granular")
+    stream.add_argument("--masked-fields", dest="masked_fields", default="",
+                        help="fields replaced by a MurmurHash3 of their value, comma separated")
+    stream.add_argument("--mask-seed", dest="mask_seed", type=int, default=None, help="seed of the mask hash")
+    stream.add_argument("--description", default="", help="free text")
+    add_project_arg(stream)
+    stream.set_defaults(func=_create_stream)
+
+    connector = kinds.add_parser("data-connector", help="a named storage location for batch exporters")
+    types = connector.add_subparsers(dest="connector_type", metavar="TYPE")
+    types.required = True
+    for type_, flags in CONNECTOR_FLAGS.items():
+        parser = types.add_parser(type_, help=f"a {type_} data connector")
+        parser.add_argument("name", help="data connector name")
+        for flag, help_text in flags:
+            parser.add_argument(flag, help=help_text)
+        add_project_arg(parser)
+        parser.set_defaults(func=_create_connector)
+
+    exporter = kinds.add_parser("batch-exporter", help="export a stream to a data connector every interval")
+    exporter.add_argument("stream", help="pipeline or privacy stream to export")
+    exporter.add_argument("--data-connector", dest="data_connector", required=True, help="target data connector")
+    exporter.add_argument("--name", help="exporter name (default <stream>-<data connector>)")
+    exporter.add_argument("--interval", type=int, default=60, help="seconds between exports, 30-3600 (default 60)")
+    exporter.add_argument("--path-prefix", dest="path_prefix", default="", help="folder inside the connector")
+    exporter.add_argument("--include-existing-events", dest="include_existing_events", action="store_true",
+                          help="export what the stream already holds first")
+    add_project_arg(exporter)
+    exporter.set_defaults(func=_create_exporter)
+
+    listing = subparsers.add_parser("list", help="list streams, data connectors or batch exporters")
+    what = listing.add_subparsers(dest="kind", metavar="KIND")
+    what.required = True
+    for kind in ("streams", "data-connectors", "batch-exporters"):
+        parser = what.add_parser(kind, help=f"list {kind}")
+        parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+        add_project_arg(parser)
+        parser.set_defaults(func=_list, list_kind=kind)
+
+    get = subparsers.add_parser("get", help="show a stream (with credentials), connector, exporter, or schema code")
+    what = get.add_subparsers(dest="kind", metavar="KIND")
+    what.required = True
+    for kind in ("stream", "data-connector", "batch-exporter"):
+        parser = what.add_parser(kind, help=f"show one {kind}")
+        parser.add_argument("name")
+        parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+        add_project_arg(parser)
+        parser.set_defaults(func=_get, get_kind=kind)
+    code = what.add_parser("schema-code", help="download generated event classes for a contract as a zip")
+    code.add_argument("ref", help="contract reference handle/name/version")
+    code.add_argument("--language", default="python", help="only python (default)")
+    code.add_argument("--output-dir", dest="output_dir", default=".", help="where to save the zip (default .)")
+    add_project_arg(code)
+    code.set_defaults(func=schema_code.run)
+
+    delete = subparsers.add_parser("delete", help="delete a stream, data connector or batch exporter")
+    what = delete.add_subparsers(dest="kind", metavar="KIND")
+    what.required = True
+    for kind in ("stream", "data-connector", "batch-exporter"):
+        parser = what.add_parser(kind, help=f"delete a {kind}")
+        parser.add_argument("name")
+        if kind == "stream":
+            parser.add_argument("--recursive", action="store_true", help="also delete its privacy streams")
+        add_project_arg(parser)
+        parser.set_defaults(func=_delete, delete_kind=kind)
+
+
+# ------------------------------------------------------------------ views
+def pipeline_view(project, pipeline) -> dict:
+    return {
+        "ref": {"name": pipeline.name},
+        "enabled": pipeline.enabled,
+        "description": pipeline.description,
+        "createdAt": pipeline.created_at,
+        "credentials": [{"clientId": pipeline.client_id, "clientSecret": pipeline.client_secret}],
+        "gatewayUrl": project.gateway_url(),
+        "derived": sorted(s.name for s in project.privacy_streams.values() if s.source == pipeline.name),
+    }
+
+
+def privacy_stream_view(stream) -> dict:
+    return {
+        "ref": {"name": stream.name},
+        "linkedStream": stream.source,
+        "consentLevelType": stream.mode,
+        "consentLevels": stream.levels,
+        "maskedFields": {"fieldPatterns": stream.masked_fields} if stream.masked_fields else None,
+        "createdAt": stream.created_at,
+    }
+
+
+def _connector_view(connector) -> dict:
+    settings = dict(connector.settings)
+    if "client_secret" in settings:
+        settings["client_secret"] = "***"
+    return {"ref": {"name": connector.name}, "type": connector.type, **settings}
+
+
+def _print(data, output: str, columns: list[str] | None = None) -> None:
+    if output == "json":
+        print(json.dumps(data, indent=2))
+        return
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+# ---------------------------------------------------------------- actions
+def _levels(text: str | None) -> list[int]:
+    if not text:
+        raise ProjectError("--levels is required for a privacy stream, e.g. --levels 1,2")
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ProjectError(f"--levels '{text}': give integers separated by commas") from None
+
+
+def _create_stream(args) -> int:
+    try:
+        project = project_of(args)
+        if args.derived_from:
+            stream = project.create_privacy_stream(
+                args.name, args.derived_from, args.mode or "GRANULAR", _levels(args.levels),
+                [f for f in args.masked_fields.split(",") if f], args.mask_seed)
+            view = privacy_stream_view(stream)
+        else:
+            if not args.name:
+                raise ProjectError("give a stream name")
+            if args.levels or args.mode or args.masked_fields:
+                raise ProjectError("--levels, --cumulative/--granular and --masked-fields need --derived-from")
+            view = pipeline_view(project, project.create_pipeline(args.name, args.description))
+        project.save()
+    except ProjectError as exc:
+        return fail("create stream", exc)
+    _print({k: v for k, v in view.items() if k != "credentials"} if not args.derived_from else view, "json")
+    return 0
+
+
+def _create_connector(args) -> int:
+    flags = CONNECTOR_FLAGS[args.connector_type]
+    settings = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in flags}
+    settings = {("bucket" if k == "bucket_name" else k): v for k, v in settings.items()}
+    if "storage_account_uri" in settings and settings["storage_account_uri"]:
+        settings["storage_account"] = settings["storage_account_uri"].split("//", 1)[-1].split(".", 1)[0]
+    missing = {"s3": ["bucket"], "gcs": ["bucket"], "azure-blob-storage": ["storage_account_uri", "container_name"],
+               "jdbc": ["uri"]}.get(args.connector_type, [])
+    try:
+        absent = [m for m in missing if not settings.get(m)]
+        if absent:
+            raise ProjectError(f"missing {', '.join('--' + m.replace('_', '-').replace('bucket', 'bucket-name') for m in absent)}")
+        if "container_name" in settings:
+            settings["container"] = settings.pop("container_name")
+        project = project_of(args)
+        connector = project.create_data_connector(args.name, args.connector_type, settings)
+        project.save()
+    except ProjectError as exc:
+        return fail("create data-connector", exc)
+    _print(_connector_view(connector), "json")
+    return 0
+
+
+def _create_exporter(args) -> int:
+    try:
+        project = project_of(args)
+        exporter = project.create_batch_exporter(args.stream, args.data_connector, args.name, args.interval,
+                                                 args.path_prefix, args.include_existing_events)
+        project.save()
+    except ProjectError as exc:
+        return fail("create batch-exporter", exc)
+    _print(asdict(exporter), "json")
+    return 0
+
+
+def _list(args) -> int:
+    try:
+        project = project_of(args)
+    except ProjectError as exc:
+        return fail("list", exc)
+    if args.list_kind == "streams":
+        rows = []
+        for pipeline in project.pipelines.values():
+            rows.append({"name": pipeline.name, "type": "pipeline", "source": "", "consent": "",
+                         "levels": [], "enabled": pipeline.enabled})
+        for stream in project.privacy_streams.values():
+            rows.append({"name": stream.name, "type": "privacy stream", "source": stream.source,
+                         "consent": stream.mode, "levels": stream.levels, "enabled": True})
+        _print(rows, args.output, ["name", "type", "source", "consent", "levels", "enabled"])
+    elif args.list_kind == "data-connectors":
+        _print([_connector_view(c) for c in project.data_connectors.values()], args.output)
+    else:
+        _print([asdict(e) for e in project.batch_exporters.values()], args.output,
+               ["name", "stream", "data_connector", "interval", "path_prefix", "include_existing_events"])
+    return 0
+
+
+def _get(args) -> int:
+    try:
+        project = project_of(args)
+        if args.get_kind == "stream":
+            if args.name in project.pipelines:
+                view = pipeline_view(project, project.pipelines[args.name])
+            elif args.name in project.privacy_streams:
+                view = privacy_stream_view(project.privacy_streams[args.name])
+            else:
+                raise ProjectError(f"no stream named '{args.name}'")
+        elif args.get_kind == "data-connector":
+            if args.name not in project.data_connectors:
+                raise ProjectError(f"no data connector named '{args.name}'")
+            view = _connector_view(project.data_connectors[args.name])
+        else:
+            if args.name not in project.batch_exporters:
+                raise ProjectError(f"no batch exporter named '{args.name}'")
+            view = asdict(project.batch_exporters[args.name])
+    except ProjectError as exc:
+        return fail(f"get {args.get_kind}", exc)
+    if args.output == "table" and "credentials" in view:
+        view = {**{k: v for k, v in view.items() if k != "credentials"},
+                "clientId": view["credentials"][0]["clientId"], "clientSecret": view["credentials"][0]["clientSecret"]}
+    _print(view, args.output)
+    return 0
+
+
+def _delete(args) -> int:
+    try:
+        project = project_of(args)
+        if args.delete_kind == "stream":
+            deleted = project.delete_stream(args.name, args.recursive)
+        elif args.delete_kind == "data-connector":
+            project.delete_data_connector(args.name)
+            deleted = [args.name]
+        else:
+            project.delete_batch_exporter(args.name)
+            deleted = [args.name]
+        project.save()
+    except ProjectError as exc:
+        return fail(f"delete {args.delete_kind}", exc)
+    for name in deleted:
+        print(f"deleted {args.delete_kind} {name}", file=sys.stderr)
+    return 0

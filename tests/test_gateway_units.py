@@ -1,0 +1,179 @@
+"""Spool (roll, recovery, group commit), tokens (expiry, forgery) and the validator fast path."""
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts import load_contract
+from contracts.events import EventError, EventValidator
+from gateway.auth import TokenError, TokenIssuer
+from gateway.fastcheck import compile_fast_check
+from gateway.spool import OPEN_SUFFIX, Spool, all_segments, closed_segments
+from gateway_helpers import SIMULATOR, WEBSHOP, simulator_event
+
+
+class Clock:
+    def __init__(self, now=1_700_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+# ------------------------------------------------------------------ spool
+def test_spool_rolls_by_size(tmp_path):
+    spool = Spool(tmp_path, max_bytes=100, max_age_seconds=3600)
+    for i in range(10):
+        spool.write_sync(b"x" * 40 + b"\n")
+    spool.close()
+    segments = closed_segments(tmp_path)
+    assert len(segments) == 4  # 3 lines of 41 bytes pass 100
+    assert sum(len(s.read_bytes().splitlines()) for s in segments) == 10
+
+
+def test_spool_rolls_by_age_with_the_injected_clock(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_age_seconds=5, clock=clock)
+    spool.write_sync(b"a\n")
+    assert not spool.roll_if_old() and closed_segments(tmp_path) == []
+    clock.now += 6
+    assert spool.roll_if_old()
+    assert [s.read_bytes() for s in closed_segments(tmp_path)] == [b"a\n"]
+    assert not spool.roll_if_old()  # nothing open: nothing to roll
+    spool.close()
+
+
+def test_spool_recovery_cuts_a_partial_line_and_closes_the_segment(tmp_path):
+    (tmp_path / f"0000000003-1{'.jsonl'}{OPEN_SUFFIX}").write_bytes(b'{"a":1}\n{"b":')
+    (tmp_path / f"0000000004-2{'.jsonl'}{OPEN_SUFFIX}").write_bytes(b"")
+    spool = Spool(tmp_path)
+    assert [s.name for s in all_segments(tmp_path)] == ["0000000003-1.jsonl"]
+    assert closed_segments(tmp_path)[0].read_bytes() == b'{"a":1}\n'
+    spool.write_sync(b'{"c":1}\n')
+    spool.close()
+    assert [s.name[:10] for s in closed_segments(tmp_path)] == ["0000000003", "0000000005"]
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path):
+    spool = Spool(tmp_path)
+
+    async def main():
+        await asyncio.gather(*(spool.append(b'{"i":%d}\n' % i) for i in range(500)))
+
+    asyncio.run(main())
+    spool.close()
+    assert spool.lines == 500
+    assert spool.batches < 100  # group commit: many lines per write + fsync
+    lines = closed_segments(tmp_path)[0].read_bytes().splitlines()
+    assert sorted(lines) == sorted(b'{"i":%d}' % i for i in range(500))
+
+
+# ----------------------------------------------------------------- tokens
+def test_token_verifies_until_it_expires():
+    clock = Clock()
+    issuer = TokenIssuer(b"k" * 32, ttl_seconds=10, clock=clock)
+    token, expires_in = issuer.issue("demo")
+    assert expires_in == 10 and issuer.verify(token) == "demo"
+    clock.now += 9.9
+    assert issuer.verify(token) == "demo"
+    clock.now += 0.2
+    with pytest.raises(TokenError, match="expired"):
+        issuer.verify(token)
+
+
+def test_forged_or_foreign_tokens_are_refused():
+    issuer = TokenIssuer(b"k" * 32)
+    token, _ = issuer.issue("demo")
+    payload, signature = token.split(".")
+    with pytest.raises(TokenError):
+        issuer.verify(payload + "." + signature[::-1])
+    with pytest.raises(TokenError):
+        TokenIssuer(b"other key".ljust(32)).verify(token)
+    with pytest.raises(TokenError):
+        issuer.verify("garbage")
+
+
+# -------------------------------------------------------------- fast path
+def test_fast_check_declines_nested_contracts(tmp_path):
+    nested = tmp_path / "acme" / "Nested" / "1.0.0.yaml"
+    nested.parent.mkdir(parents=True)
+    nested.write_text("ref: acme/Nested/1.0.0\nschema:\n  name: Nested\n  nodes:\n"
+                      "    - {name: id, type: STRING, required: true}\n"
+                      "    - {name: address, type: NODE, nodes: [{name: street, type: STRING}]}\nkeyField: id\n")
+    assert compile_fast_check(load_contract(str(nested))) is None
+
+
+@pytest.mark.parametrize("ref", [SIMULATOR, WEBSHOP])
+def test_fast_check_accepts_plain_valid_events(ref):
+    contract = load_contract(ref)
+    fast = compile_fast_check(contract)
+    event = simulator_event() if ref == SIMULATOR else {
+        "strmMeta": {"eventContractRef": ref, "consentLevels": [1]}, "transactionId": "1", "userId": "2",
+        "tshirtSize": "XL", "items": [1, 2], "age": 3}
+    assert fast(event) is True
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
+                   st.text(max_size=4), st.sampled_from(["", " ", "M", "XXL", "XS"]),
+                   st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=2), st.booleans()), max_size=3))
+field_names = st.sampled_from(["transactionId", "userId", "email", "age", "tshirtSize", "items", "totalItems",
+                               "purposeConsent", "unknown", "uniqueIdentifier", "consistentValue"])
+metas = st.one_of(
+    st.none(), st.just("x"),
+    st.fixed_dictionaries({"eventContractRef": st.one_of(st.just(WEBSHOP), st.none(), st.integers())},
+                          optional={"consentLevels": st.one_of(st.none(), st.lists(st.one_of(st.integers(0, 3), st.booleans()), max_size=3)),
+                                    "nonce": st.one_of(st.none(), st.integers(), st.text(max_size=2)),
+                                    "timestamp": st.one_of(st.none(), st.integers(), st.floats(allow_nan=False))}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(field_names, values, max_size=8), metas)
+def test_fast_check_never_accepts_what_the_validator_refuses(fields, meta):
+    contract = load_contract(WEBSHOP)
+    fast, validator = compile_fast_check(contract), EventValidator(contract)
+    base = {"transactionId": "1", "userId": "7"}
+    event = {**base, **fields, "strmMeta": meta}
+    snapshot = copy.deepcopy(event)
+    if fast(event):
+        assert validator.check(event) == snapshot
+    else:
+        try:
+            validator.check(event)
+        except EventError:
+            pass
+
+
+def test_a_failing_disk_fails_the_waiting_appends(tmp_path, monkeypatch):
+    spool = Spool(tmp_path)
+
+    def broken(data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool, "write_sync", broken)
+
+    async def main():
+        return await asyncio.gather(*(spool.append(b"x\n") for _ in range(5)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, OSError) for r in results) and spool.lines == 0
+    spool._executor.shutdown()
+
+
+def test_broker_publishing_is_refused_not_silently_spooled():
+    from gateway.publish import publisher_for
+    from gateway.server import main as serve_main
+
+    assert publisher_for(None) is None
+    with pytest.raises(NotImplementedError, match="Pub/Sub"):
+        publisher_for("pubsub://project/topic")
+    with pytest.raises(NotImplementedError, match="Kafka"):
+        publisher_for("kafka://127.0.0.1:9092/events")
+    with pytest.raises(ValueError):
+        publisher_for("ftp://x")
+    with pytest.raises(SystemExit) as info:
+        serve_main(["--publish", "kafka://127.0.0.1:9092/events"])
+    assert info.value.code == 2
