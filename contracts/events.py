@@ -26,6 +26,7 @@ from contracts.model import NODE, Contract, Node
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+TIMESTAMP_MS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999 UTC
 _MISSING = object()
 
 
@@ -68,6 +69,9 @@ def _check_meta(meta) -> None:
         value = meta.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise EventError(f"strmMeta/{name}", "must be an integer")
+    stamp = meta.get("timestamp")
+    if stamp is not None and not TIMESTAMP_MS[0] <= stamp <= TIMESTAMP_MS[1]:
+        raise EventError("strmMeta/timestamp", "is not a time between the years 1 and 9999 (epoch milliseconds)")
 
 
 _TYPE_CHECKS = {

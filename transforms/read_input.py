@@ -36,6 +36,7 @@ from transforms.worker_tuning import tune_worker
 FORMATS = ("csv", "jsonl")
 DEFAULT_SPLIT_BYTES = 8 * 1024 * 1024
 _GLOBAL = (GlobalWindow(),)
+_MAX_MILLIS = 10**15  # about the year 33,000; Beam's timestamps end near 294,000
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 
 
@@ -216,10 +217,13 @@ class _ParseRowsFn(beam.DoFn):
                     except EventError as err:
                         yield self._reject(position, err.reason)
                         continue
-                    # The event's time; the read's windowing is global. (What TimestampedValue
-                    # becomes, without its float seconds and window assignment per element.)
                     millis = event["strmMeta"]["timestamp"]
-                    yield WindowedValue((position, event), Timestamp(micros=millis * 1000), _GLOBAL)
+                    if millis.__class__ is int and -_MAX_MILLIS < millis < _MAX_MILLIS:
+                        # The event's time in the read's global window: what a TimestampedValue
+                        # becomes, without float seconds and a window assignment per element.
+                        yield WindowedValue((position, event), Timestamp(micros=millis * 1000), _GLOBAL)
+                    else:  # a spool line's own timestamp that is not a time: the contract check rejects it
+                        yield position, event
             finally:
                 self.rows_read.inc(count)
 

@@ -27,10 +27,11 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+_GLOBAL_WINDOW = GlobalWindow()
 
 
 def _label(seconds: float) -> str:
@@ -123,6 +124,13 @@ class _WriteBundleFn(beam.DoFn):
                 yield WindowedValue(((label, partition), path), window.max_timestamp(), [window])
 
 
+class _WriteGlobalBundleFn(_WriteBundleFn):
+    """_WriteBundleFn in the global window (batch): no window parameter, so Beam calls it directly."""
+
+    def process(self, element):
+        self._write(element, _GLOBAL_WINDOW)
+
+
 class _FinalizeFn(beam.DoFn):
     """Renames one window's temp files to their final, numbered names."""
 
@@ -156,8 +164,10 @@ class WriteJsonlBatches(beam.PTransform):
         self.run_label = _label(run_started if run_started is not None else time.time())
 
     def expand(self, events):
-        writer = _WriteBundleFn(self.directory, self.run_id, self.run_label,
-                                day_partition if self.partition_by_day else None, self.max_bytes, self.counter)
+        global_window = isinstance(events.windowing.windowfn, GlobalWindows)
+        writer = (_WriteGlobalBundleFn if global_window else _WriteBundleFn)(
+            self.directory, self.run_id, self.run_label, day_partition if self.partition_by_day else None,
+            self.max_bytes, self.counter)
         if self.partition_by_day:
             events = (events
                       | "KeyByDay" >> beam.Map(lambda event: (day_partition(event), event))
