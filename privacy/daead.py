@@ -52,7 +52,8 @@ class SivKey:
 
     @classmethod
     def generate(cls) -> "SivKey":
-        return cls(new_key_id(), secrets.token_bytes(KEY_SIZE))
+        raw = secrets.token_bytes(4 + KEY_SIZE)  # key id and key material from one read of the OS's CSPRNG
+        return cls(int.from_bytes(raw[:4], "big") or new_key_id(), raw[4:])
 
     @property
     def prefix(self) -> bytes:

@@ -31,6 +31,7 @@ import importlib
 import sqlite3
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -52,7 +53,7 @@ class KeyRecord:
     subjects: tuple[str, ...] = ()
     policy_id: str = ""
 
-    @property
+    @cached_property  # read several times per new key; frozen fields, so it never changes
     def pair(self) -> Pair:
         return (self.key_field_value, self.day)
 

@@ -81,7 +81,7 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
             continue
         if len(values) != width:
             yield position, None, f"row has {len(values)} columns, the header has {width}"
-        elif any(_UNDECODABLE.search(v) for v in values):
+        elif _UNDECODABLE.search("".join(values)):  # one search over the row, not one per value
             yield position, None, "row is not valid UTF-8"
         else:
             yield position, dict(zip(header, values)), None
