@@ -6,6 +6,8 @@
     contract = load_contract("strmprivacy/PrivacyEngineeringWorkshop/1.0.0")
     validator = EventValidator(contract)
     event = coerce_row(contract, {"userId": "17", "items": "[1, 2]", ...})   # text -> types
+    coerce = RowCoercer(contract)                                         # the same, per contract
+    event = coerce({"userId": "17", "items": "[1, 2]", ...})
     try:
         event = validator.check(event)          # may fill DEFAULT_VALUE fields
     except EventError as err:
@@ -24,6 +26,7 @@ from contracts.model import NODE, Contract, Node
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+TIMESTAMP_MS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999 UTC
 _MISSING = object()
 
 
@@ -54,22 +57,6 @@ class EventError(ValueError):
         return f"Event with schema: '{ref}': {self.problem}"
 
 
-def _type_ok(node_type: str, value) -> bool:
-    if node_type == "STRING":
-        return isinstance(value, str)
-    if node_type == "BOOLEAN":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if node_type == "INTEGER":
-        return isinstance(value, int) and INT32[0] <= value <= INT32[1]
-    if node_type == "LONG":
-        return isinstance(value, int) and INT64[0] <= value <= INT64[1]
-    if node_type == "FLOAT":
-        return isinstance(value, (int, float))
-    return isinstance(value, dict)  # NODE
-
-
 def _check_meta(meta) -> None:
     if not isinstance(meta, dict):
         raise EventError("strmMeta", "is missing or not an object")
@@ -82,12 +69,82 @@ def _check_meta(meta) -> None:
         value = meta.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise EventError(f"strmMeta/{name}", "must be an integer")
+    stamp = meta.get("timestamp")
+    if stamp is not None and not TIMESTAMP_MS[0] <= stamp <= TIMESTAMP_MS[1]:
+        raise EventError("strmMeta/timestamp", "is not a time between the years 1 and 9999 (epoch milliseconds)")
+
+
+_TYPE_CHECKS = {
+    "STRING": lambda value: isinstance(value, str),
+    "BOOLEAN": lambda value: isinstance(value, bool),
+    "INTEGER": lambda value: isinstance(value, int) and not isinstance(value, bool) and INT32[0] <= value <= INT32[1],
+    "LONG": lambda value: isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1],
+    "FLOAT": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    NODE: lambda value: isinstance(value, dict),
+}
+
+
+def _type_check(node_type: str):
+    return _TYPE_CHECKS.get(node_type, _TYPE_CHECKS[NODE])
+
+
+class _Level:
+    """The checks of one list of nodes, worked out once: known names, then one tuple per field."""
+
+    def __init__(self, validator: "EventValidator", nodes: tuple[Node, ...], parent: str, top: bool):
+        self.known = frozenset(n.name for n in nodes) | ({"strmMeta"} if top else set())
+        self.parent = parent
+        self.fields = []
+        for node in nodes:
+            path = f"{parent}{node.name}"
+            nulls = validator._nulls.get(path)
+            children = _Level(validator, node.nodes, f"{path}/", False) if node.type == NODE else None
+            self.fields.append((node.name, path, node.repeated, node.required, nulls, _type_check(node.type),
+                                node.type, children, tuple(validator._regexes.get(path, ()))))
+
+    def check(self, record: dict) -> dict:
+        known = self.known
+        for name in record:
+            if name not in known:
+                raise EventError(f"{self.parent}{name}", "is not in the contract")
+        out = None
+        for name, path, repeated, required, nulls, type_ok, node_type, children, regexes in self.fields:
+            value = record.get(name)
+            if value is None:
+                if nulls is not None and nulls.action == "DEFAULT_VALUE":
+                    out = out or dict(record)
+                    out[name] = value = nulls.default
+                elif nulls is not None or required:
+                    raise EventError(path, "is required but missing")
+                if value is None:
+                    continue
+            if repeated:
+                if not isinstance(value, list):
+                    raise EventError(path, "must be a list (the field is repeated)")
+                values = value
+            else:
+                values = (value,)
+            for item in values:
+                if not type_ok(item):
+                    raise EventError(path, f"has the wrong type: expected {node_type}")
+            if children is not None:
+                checked = [children.check(item) for item in values]
+                if any(c is not i for c, i in zip(checked, values)):
+                    out = out or dict(record)
+                    out[name] = checked if repeated else checked[0]
+            for validation in regexes:
+                for item in values:
+                    text = item if isinstance(item, str) else json.dumps(item)
+                    if validation.pattern.fullmatch(text) is None:
+                        raise EventError(path, f"doesn't match regex '{validation.regex}'", item, validation.regex)
+        return out if out is not None else record
 
 
 class EventValidator:
     """Checks events against one contract: types, required fields, key field, regexes.
 
     ``check`` returns the event (with DEFAULT_VALUE fields filled in) or raises EventError.
+    The contract's checks are worked out once, in the constructor.
     """
 
     def __init__(self, contract: Contract):
@@ -97,54 +154,19 @@ class EventValidator:
             self._regexes.setdefault(validation.field, []).append(validation)
         self._nulls = {n.field: n for n in contract.null_handling}
         self._key_path = contract.key_field.split("/")
+        self._top = _Level(self, contract.nodes, "", top=True)
 
     def check(self, event: dict) -> dict:
         if not isinstance(event, dict):
             raise EventError("", "an event must be a JSON object")
         _check_meta(event.get("strmMeta"))
-        event = self._check_nodes(event, self.contract.nodes, "", top=True)
+        event = self._top.check(event)
         key = event
         for part in self._key_path:
             key = key.get(part) if isinstance(key, dict) else None
         if not isinstance(key, str) or not key.strip():
             raise EventError(self.contract.key_field, "is the key field and must not be empty")
         return event
-
-    def _check_nodes(self, record: dict, nodes: tuple[Node, ...], parent: str, top: bool = False) -> dict:
-        known = {n.name for n in nodes}
-        for name in record:
-            if name not in known and not (top and name == "strmMeta"):
-                raise EventError(f"{parent}{name}", "is not in the contract")
-        out = None
-        for node in nodes:
-            path = f"{parent}{node.name}"
-            value = record.get(node.name)
-            if value is None:
-                nulls = self._nulls.get(path)
-                if nulls is not None and nulls.action == "DEFAULT_VALUE":
-                    out = out or dict(record)
-                    out[node.name] = value = nulls.default
-                elif nulls is not None or node.required:
-                    raise EventError(path, "is required but missing")
-                if value is None:
-                    continue
-            values = value if node.repeated else (value,)
-            if node.repeated and not isinstance(value, list):
-                raise EventError(path, "must be a list (the field is repeated)")
-            for item in values:
-                if not _type_ok(node.type, item):
-                    raise EventError(path, f"has the wrong type: expected {node.type}")
-            if node.type == NODE:
-                checked = [self._check_nodes(item, node.nodes, f"{path}/") for item in values]
-                if any(c is not i for c, i in zip(checked, values)):
-                    out = out or dict(record)
-                    out[node.name] = checked if node.repeated else checked[0]
-            for validation in self._regexes.get(path, ()):
-                for item in values:
-                    text = item if isinstance(item, str) else json.dumps(item)
-                    if validation.pattern.fullmatch(text) is None:
-                        raise EventError(path, f"doesn't match regex '{validation.regex}'", item, validation.regex)
-        return out if out is not None else record
 
 
 def _convert_scalar(node_type: str, text: str):
@@ -204,13 +226,68 @@ def _coerce_item(node: Node, item, path: str):
     return item
 
 
+def _scalar_converter(node: Node, path: str):
+    """A fast converter for one top-level scalar column: coerce_value's rules, specialised."""
+    if node.type == "STRING":
+        return None  # text stays text (an empty value too); other values are kept as they are
+    convert = {"INTEGER": int, "LONG": int, "FLOAT": float}.get(node.type)
+    if convert is None:
+        return lambda value: coerce_value(node, value, path)
+    problem = f"cannot be converted to {node.type}"
+
+    def converter(value):
+        if value.__class__ is not str:
+            return None if value is None else coerce_value(node, value, path)
+        if value == "":
+            return None
+        try:
+            return convert(value.strip())
+        except (ValueError, TypeError, MemoryError):
+            raise EventError(path, problem) from None
+
+    return converter
+
+
+class RowCoercer:
+    """``coerce_row`` for one contract with the node look-ups done once: ``RowCoercer(c)(row)``."""
+
+    def __init__(self, contract: Contract):
+        self.contract = contract
+        self._converters = {}
+        self._identity = set()
+        for node in reversed(contract.nodes):  # the first node of a name wins, as in Contract.node
+            self._converters.pop(node.name, None)
+            self._identity.discard(node.name)
+            if node.repeated or node.type == NODE:
+                self._converters[node.name] = lambda value, node=node: coerce_value(node, value, node.name)
+            else:
+                converter = _scalar_converter(node, node.name)
+                if converter is None:
+                    self._identity.add(node.name)
+                else:
+                    self._converters[node.name] = converter
+
+    def __call__(self, row: dict, into: dict | None = None) -> dict:
+        """The converted row; added to ``into`` (after what it holds) when given."""
+        out = {} if into is None else into
+        converters = self._converters
+        for name, value in row.items():
+            converter = converters.get(name)
+            out[name] = value if converter is None else converter(value)
+        return out
+
+
+_COERCERS: dict[int, RowCoercer] = {}
+
+
 def coerce_row(contract: Contract, row: dict) -> dict:
     """Convert a row of text values (a CSV row) to the contract's types.
 
     Columns that are not in the contract are kept as they are, so that validation can name them.
     """
-    out = {}
-    for name, value in row.items():
-        node = contract.node(name) if "/" not in name else None
-        out[name] = coerce_value(node, value, name) if node is not None else value
-    return out
+    coercer = _COERCERS.get(id(contract))
+    if coercer is None or coercer.contract is not contract:
+        if len(_COERCERS) >= 64:
+            _COERCERS.clear()
+        coercer = _COERCERS[id(contract)] = RowCoercer(contract)
+    return coercer(row)

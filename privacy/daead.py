@@ -52,7 +52,8 @@ class SivKey:
 
     @classmethod
     def generate(cls) -> "SivKey":
-        return cls(new_key_id(), secrets.token_bytes(KEY_SIZE))
+        raw = secrets.token_bytes(4 + KEY_SIZE)  # key id and key material from one read of the OS's CSPRNG
+        return cls(int.from_bytes(raw[:4], "big") or new_key_id(), raw[4:])
 
     @property
     def prefix(self) -> bytes:
@@ -70,11 +71,12 @@ class SivKey:
             raise DecryptError("ciphertext failed authentication") from None
 
     def encrypt(self, plaintext: str) -> str:
-        return base64.b64encode(self.encrypt_bytes(plaintext.encode("utf-8"))).decode("ascii")
+        sealed = self._prefix + self._siv.encrypt(plaintext.encode("utf-8"), _EMPTY_AD)
+        return binascii.b2a_base64(sealed, newline=False).decode("ascii")  # = base64.b64encode
 
     def decrypt(self, token: str) -> str:
         try:
-            raw = base64.b64decode(token, validate=True)
+            raw = binascii.a2b_base64(token, strict_mode=True)  # = base64.b64decode(validate=True)
         except (binascii.Error, ValueError, TypeError):
             raise DecryptError("not a base64 ciphertext") from None
         return self.decrypt_bytes(raw).decode("utf-8")

@@ -59,25 +59,37 @@ def _leaf_paths(nodes: tuple[Node, ...], parent: str = "") -> list[str]:
     return paths
 
 
+def _apply_each(out: dict, steps: list, fn: Callable) -> None:
+    """_apply for every (name, parts) step; a top-level text value is replaced directly (fast path)."""
+    for name, parts in steps:
+        value = out.get(name)
+        if value is None:
+            continue
+        if value.__class__ is str and len(parts) == 1:
+            out[name] = fn(value)
+        else:
+            _apply(out, parts, fn)
+
+
 class FieldPlan:
     """The PII paths of one contract, split once, applied to many events."""
 
     def __init__(self, contract: Contract):
         self.contract = contract
         self.pii = [(path.split("/"), level) for path, level in contract.pii.items()]
+        self._steps = [(parts[0], parts) for parts, _ in self.pii]
         self._all_paths = _leaf_paths(contract.nodes)
         self._mask_cache: dict[tuple[str, ...], list[str]] = {}
+        self._reveal_cache: dict[StreamSpec, tuple[list, list]] = {}
 
     def encrypt(self, event: dict, key: SivKey) -> dict:
         out = dict(event)
-        for parts, _ in self.pii:
-            _apply(out, parts, key.encrypt)
+        _apply_each(out, self._steps, key.encrypt)
         return out
 
     def decrypt_all(self, event: dict, key: SivKey) -> dict:
         out = dict(event)
-        for parts, _ in self.pii:
-            _apply(out, parts, key.decrypt)
+        _apply_each(out, self._steps, key.decrypt)
         return out
 
     def nullify(self, event: dict) -> dict:
@@ -96,19 +108,31 @@ class FieldPlan:
             ]
         return paths
 
+    def _reveal_steps(self, spec: StreamSpec) -> tuple[list, list]:
+        """What a stream does, worked out once: the PII paths it decrypts, then the paths it masks."""
+        steps = self._reveal_cache.get(spec)
+        if steps is None:
+            decrypted, still_encrypted = [], set()
+            for parts, level in self.pii:
+                if spec.decrypts(level):
+                    decrypted.append((parts[0], parts))
+                else:
+                    still_encrypted.add("/".join(parts))
+            masked = []
+            for path in self.masked_paths(spec.masked_fields) if spec.masked_fields else ():
+                if path in still_encrypted or any(path.startswith(p + "/") for p in still_encrypted):
+                    continue  # a mask never hashes data the consent leaves encrypted
+                parts = path.split("/")
+                masked.append((parts[0], parts))
+            steps = self._reveal_cache[spec] = (decrypted, masked)
+        return steps
+
     def reveal(self, event: dict, key: SivKey, spec: StreamSpec) -> dict:
         """The event as a privacy stream shows it (the caller checked ``spec.admits``)."""
+        decrypted, masked = self._reveal_steps(spec)
         out = dict(event)
-        still_encrypted = set()
-        for parts, level in self.pii:
-            if spec.decrypts(level):
-                _apply(out, parts, key.decrypt)
-            else:
-                still_encrypted.add("/".join(parts))
-        if spec.masked_fields:
+        _apply_each(out, decrypted, key.decrypt)
+        if masked:
             seed = spec.mask_seed
-            for path in self.masked_paths(spec.masked_fields):
-                if path in still_encrypted or any(path.startswith(p + "/") for p in still_encrypted):
-                    continue
-                _apply(out, path.split("/"), lambda value: mask_value(value, seed))
+            _apply_each(out, masked, lambda value: mask_value(value, seed))
         return out

@@ -12,14 +12,21 @@ another writer won, its key is adopted. ``created`` lists the records this call 
 pipeline's ``keys`` output). Unwrapped keys live only in this process's memory.
 
 ``KeyRing.shared`` gives one ring per (store, KEK) per process, so the encrypting and the
-decrypting steps of a fused Beam stage share their cache. The clock is injectable.
+decrypting steps of a fused Beam stage share their cache. The cache keeps the ``cache_size``
+most recently used keys (about 4 KiB each, mostly OpenSSL's AES-SIV state), so memory stays
+flat however many keys a run makes; an evicted key is read from the store again when needed.
+A key this ring created is used as generated, not unwrapped again. keyLinks are UUIDv7
+(``new_key_link``: time-ordered, see there). The clock is injectable.
 """
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Callable
 
 from privacy.daead import SivKey
@@ -27,16 +34,47 @@ from privacy.kek import Kek, kek_from_uri
 from privacy.keystore import KeyRecord, KeyStore, Pair, open_key_store
 
 DEFAULT_RETENTION_DAYS = 2556
+DEFAULT_CACHE_SIZE = 20_000
 DAY_MS = 86_400_000
+
+
+@lru_cache(maxsize=4096)
+def _day_text(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
 def utc_day(timestamp_ms: int) -> str:
     """The UTC day ('YYYY-MM-DD') of an epoch-millisecond timestamp."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return _day_text(timestamp_ms // DAY_MS)
 
 
+@lru_cache(maxsize=4096)
 def day_start_ms(day: str) -> int:
     return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def new_key_link(clock: Callable[[], float] = time.time) -> str:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Time-ordered, so the key store's indexes on keyLink grow at their end instead of at random
+    places: creating a key costs half as much and stays flat as the store grows. It tells when
+    the key was made (about when its first event was processed), never whose key it is.
+    """
+    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
+
+
+class _Entry:
+    """A cached key: its (value, day), the unwrapped key and the data subjects known to the store."""
+
+    __slots__ = ("pair", "key", "subjects")
+
+    def __init__(self, pair: Pair, key: SivKey, subjects):
+        self.pair = pair
+        self.key = key
+        self.subjects = set(subjects)
 
 
 class KeyRing:
@@ -52,15 +90,16 @@ class KeyRing:
         retention_days: int = DEFAULT_RETENTION_DAYS,
         policy_id: str = "",
         clock: Callable[[], float] = time.time,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ):
         self.store = store
         self.kek = kek
         self.retention_days = retention_days
         self.policy_id = policy_id
         self.clock = clock
-        self._by_pair: dict[Pair, tuple[str, SivKey]] = {}
-        self._by_link: dict[str, SivKey] = {}
-        self._subjects: set[tuple[str, str]] = set()
+        self.cache_size = max(1, cache_size)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # keyLink -> entry, least recently used first
+        self._link_of_pair: dict[Pair, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -73,19 +112,30 @@ class KeyRing:
                 ring = cls._shared[key] = cls(open_key_store(store_uri), kek_from_uri(kek_uri), retention_days)
             return ring
 
-    def _remember(self, record: KeyRecord) -> tuple[str, SivKey]:
-        key = self._by_link.get(record.key_link)
-        if key is None:
-            material = self.kek.unwrap(record.wrapped_key, record.key_link.encode())
-            key = self._by_link[record.key_link] = SivKey(record.key_id, material)
-        entry = self._by_pair[record.pair] = (record.key_link, key)
-        self._subjects.update((record.key_link, s) for s in record.subjects)
-        return entry
+    def _remember(self, record: KeyRecord, key: SivKey | None = None) -> tuple[str, SivKey]:
+        """Cache a stored record's key (unwrapping it unless ``key`` is the one we generated)."""
+        link = record.key_link
+        entry = self._entries.get(link)
+        if entry is None:
+            if key is None:
+                key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, link.encode()))
+            entry = self._entries[link] = _Entry(record.pair, key, record.subjects)
+        else:
+            entry.subjects.update(record.subjects)
+            self._entries.move_to_end(link)
+        self._link_of_pair[record.pair] = link
+        return link, entry.key
 
-    def _new_record(self, pair: Pair, subjects: set[str]) -> KeyRecord:
+    def _evict(self) -> None:
+        while len(self._entries) > self.cache_size:
+            link, entry = self._entries.popitem(last=False)
+            if self._link_of_pair.get(entry.pair) == link:
+                del self._link_of_pair[entry.pair]
+
+    def _new_record(self, pair: Pair, subjects: set[str]) -> tuple[KeyRecord, SivKey]:
         key = SivKey.generate()
-        link = str(uuid.uuid4())
-        return KeyRecord(
+        link = new_key_link(self.clock)
+        record = KeyRecord(
             key_link=link,
             key_field_value=pair[0],
             day=pair[1],
@@ -97,38 +147,56 @@ class KeyRing:
             subjects=tuple(sorted(s for s in subjects if s)),
             policy_id=self.policy_id,
         )
+        return record, key
 
     def keys_for(self, wanted: dict[Pair, set[str]]) -> tuple[dict[Pair, tuple[str, SivKey]], list[KeyRecord]]:
         """Keys for every wanted (value, day) -> data subjects; and the records newly created."""
         with self._lock:
-            result = {pair: self._by_pair[pair] for pair in wanted if pair in self._by_pair}
-            missing = [pair for pair in wanted if pair not in result]
+            entries, link_of_pair = self._entries, self._link_of_pair
+            result: dict[Pair, tuple[str, SivKey]] = {}
+            missing = []
+            for pair in wanted:
+                link = link_of_pair.get(pair)
+                if link is None:
+                    missing.append(pair)
+                else:
+                    entries.move_to_end(link)
+                    result[pair] = (link, entries[link].key)
             created: list[KeyRecord] = []
             if missing:
                 for pair, record in self.store.lookup(missing).items():
                     result[pair] = self._remember(record)
                 fresh = [self._new_record(pair, wanted[pair]) for pair in missing if pair not in result]
                 if fresh:
-                    ours = {r.key_link: r for r in fresh}
-                    for pair, record in self.store.insert_new(fresh).items():
-                        result[pair] = self._remember(record)
-                        if record.key_link in ours:
-                            created.append(ours[record.key_link])
-            new_subjects = {
-                (result[pair][0], s) for pair, subjects in wanted.items() for s in subjects if s
-            } - self._subjects
+                    ours = {record.key_link: (record, key) for record, key in fresh}
+                    for pair, record in self.store.insert_new([record for record, _ in fresh]).items():
+                        mine = ours.get(record.key_link)
+                        result[pair] = self._remember(record, mine[1] if mine else None)
+                        if mine:
+                            created.append(mine[0])
+            new_subjects = set()
+            for pair, subjects in wanted.items():
+                if subjects:
+                    link = result[pair][0]
+                    known = entries[link].subjects
+                    new_subjects.update((link, s) for s in subjects if s and s not in known)
             if new_subjects:
                 self.store.add_subjects(new_subjects)
-                self._subjects |= new_subjects
+                for link, subject in new_subjects:
+                    entries[link].subjects.add(subject)
+            self._evict()
             return result, created
 
     def key_for_link(self, key_link: str) -> SivKey | None:
         """The key a keyLink names: from the cache, else from the store; None if it is gone."""
         with self._lock:
-            key = self._by_link.get(key_link)
-            if key is None:
-                record = self.store.by_links([key_link]).get(key_link)
-                if record is None:
-                    return None
-                key = self._remember(record)[1]
+            entry = self._entries.get(key_link)
+            if entry is not None:
+                self._entries.move_to_end(key_link)
+                return entry.key
+            record = self.store.by_links([key_link]).get(key_link)
+            if record is None:
+                return None
+            key = self._remember(record)[1]
+            self._evict()
             return key

@@ -7,8 +7,8 @@
     out[EncryptPii.KEYS]          # one row per key this run created, wrapped by the KEK
     out[EncryptPii.DEAD_LETTER]   # events that could not be encrypted (reason only)
 
-Elements are buffered per bundle (``batch_size``) so that keys are resolved in one key-store
-round trip per batch: cached keys first, then a look-up, then new keys inserted under the
+Elements are buffered per bundle (``batch_size``, default 10,000: big batches are what keep a
+key store's writes cheap) so that keys are resolved in one key-store round trip per batch: cached keys first, then a look-up, then new keys inserted under the
 store's unique constraint (another writer's key is adopted). Only kept keys encrypt anything.
 All PII fields of one event share one key, so their ciphertexts share the first bytes.
 """
@@ -19,13 +19,16 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.utils.windowed_value import WindowedValue
 
 from contracts.model import Contract
 from privacy.fields import FieldPlan
 from privacy.keyring import DEFAULT_RETENTION_DAYS, KeyRing, utc_day
 from privacy.keystore import KeyRecord
 from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.worker_tuning import tune_worker
+
+
+DEFAULT_BATCH_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class _EncryptFn(beam.DoFn):
         self.rejected = Metrics.counter("pipeline", "dead_letter_encrypt")
 
     def setup(self):
+        tune_worker()
         self.ring = self.keys.open()
         self.plans = {
             ref: (FieldPlan(c), c.key_field.split("/"), c.data_subject_field.split("/") if c.data_subject_field else None)
@@ -82,8 +86,9 @@ class _EncryptFn(beam.DoFn):
     def start_bundle(self):
         self.buffer = []
 
-    def process(self, event, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
-        self.buffer.append((event, timestamp, window))
+    def process(self, event, element=beam.DoFn.WindowedValueParam):
+        # The whole WindowedValue is kept: outputs are emitted with its timestamp, windows and pane.
+        self.buffer.append(element)
         if len(self.buffer) >= self.batch_size:
             yield from self._flush()
 
@@ -94,38 +99,46 @@ class _EncryptFn(beam.DoFn):
         batch, self.buffer = self.buffer, []
         wanted: dict[tuple[str, str], set[str]] = {}
         pairs = []
-        for event, _, _ in batch:
+        plans = self.plans
+        for element in batch:
+            event = element.value
             meta = event["strmMeta"]
-            plan = self.plans.get(meta["eventContractRef"])
+            plan = plans.get(meta["eventContractRef"])
             if plan is None:
                 pairs.append(None)
                 continue
             pair = (_path_value(event, plan[1]), utc_day(meta["timestamp"]))
-            subject = _path_value(event, plan[2]) if plan[2] else None
-            wanted.setdefault(pair, set())
-            if subject:
-                wanted[pair].add(subject)
+            subjects = wanted.get(pair)
+            if subjects is None:
+                subjects = wanted[pair] = set()
+            if plan[2]:
+                subject = _path_value(event, plan[2])
+                if subject:
+                    subjects.add(subject)
             pairs.append(pair)
         keys, created = self.ring.keys_for(wanted) if wanted else ({}, [])
         first_seen = {}
-        for (event, timestamp, window), pair in zip(batch, pairs):
+        encrypted_count = 0
+        for element, pair in zip(batch, pairs):
+            event = element.value
+            meta = event["strmMeta"]
             if pair is None:
                 self.rejected.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, WindowedValue(
-                    dead_letter(f"nonce:{event['strmMeta'].get('nonce')}", "encrypt", "no contract for this event",
-                                event["strmMeta"].get("eventContractRef")), timestamp, [window]))
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, element.with_value(
+                    dead_letter(f"nonce:{meta.get('nonce')}", "encrypt", "no contract for this event",
+                                meta.get("eventContractRef"))))
                 continue
             key_link, key = keys[pair]
-            first_seen.setdefault(pair, (timestamp, window))
-            meta = event["strmMeta"]
-            encrypted = self.plans[meta["eventContractRef"]][0].encrypt(event, key)
+            if pair not in first_seen:
+                first_seen[pair] = element
+            encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
             encrypted["strmMeta"] = {**meta, "keyLink": key_link}
-            self.encrypted.inc()
-            yield WindowedValue(encrypted, timestamp, [window])
+            encrypted_count += 1
+            yield element.with_value(encrypted)
+        self.encrypted.inc(encrypted_count)
         for record in created:
-            timestamp, window = first_seen[record.pair]
             self.keys_created.inc()
-            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, WindowedValue(key_row(record), timestamp, [window]))
+            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.pair].with_value(key_row(record)))
 
 
 class EncryptPii(beam.PTransform):
@@ -135,7 +148,7 @@ class EncryptPii(beam.PTransform):
     KEYS = "keys"
     DEAD_LETTER = DEAD_LETTER
 
-    def __init__(self, contracts: dict[str, Contract], keys: KeyRingSpec, batch_size: int = 2000):
+    def __init__(self, contracts: dict[str, Contract], keys: KeyRingSpec, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
         self.contracts = contracts
         self.keys = keys

@@ -19,6 +19,7 @@ from contracts.model import Contract
 from privacy.fields import FieldPlan
 from privacy.streams import StreamSpec
 from transforms.encrypt import KeyRingSpec
+from transforms.worker_tuning import tune_worker
 
 
 class _RevealFn(beam.DoFn):
@@ -30,6 +31,7 @@ class _RevealFn(beam.DoFn):
         self.keys_missing = Metrics.counter("pipeline", "stream_key_missing")
 
     def setup(self):
+        tune_worker()
         self.ring = self.keys.open()
         self.plans = {ref: FieldPlan(c) for ref, c in self.contracts.items()}
 

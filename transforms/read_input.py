@@ -5,26 +5,38 @@
     read[ReadBatchInput.EVENTS]        # (position, event), timestamped with strmMeta.timestamp
     read[ReadBatchInput.DEAD_LETTER]   # malformed rows and values that do not convert
 
-Files are matched with Beam's ``fileio`` (local paths, gs://, s3://, azfs://) and parsed one file
-per element, so positions are exact (``file:line``) and quoted CSV values may span lines. A
-pattern that matches nothing fails the run at once with a clear message.
+Files are matched with Beam's ``fileio`` (local paths, gs://, s3://, azfs://). A file larger than
+``split_bytes`` (default 8 MiB, uncompressed) is cut into ranges of whole records by one quick
+pass of the same CSV reader, and the ranges are spread over the workers (a Reshuffle of a few
+small elements), so several workers parse, encrypt and write one big file; positions stay exact
+(``file:line``) and quoted CSV values may still span lines. A pattern that matches nothing fails
+the run at once with a clear message.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressedFile
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
 from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.worker_tuning import tune_worker
 
 FORMATS = ("csv", "jsonl")
+DEFAULT_SPLIT_BYTES = 8 * 1024 * 1024
+_GLOBAL = (GlobalWindow(),)
+_MAX_MILLIS = 10**15  # about the year 33,000; Beam's timestamps end near 294,000
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 
 
@@ -35,37 +47,14 @@ def infer_format(pattern: str) -> str:
     return "csv"
 
 
-class _ParseRowsFn(beam.DoFn):
-    def __init__(self, batch_input: BatchInput, input_format: str):
-        self.batch_input = batch_input
-        self.input_format = input_format
-        self.rows_read = Metrics.counter("pipeline", "rows_read")
-        self.rejected = Metrics.counter("pipeline", "dead_letter_read")
+def csv_rows(text, path: str, header: list[str] | None = None, first_line: int = 0, records: int | None = None):
+    """(position, row dict, None) per CSV row of a text stream, or (position, None, problem).
 
-    def _reject(self, position: str, reason: str):
-        self.rejected.inc()
-        return beam.pvalue.TaggedOutput(
-            DEAD_LETTER, dead_letter(position, "read", reason, self.batch_input.contract.ref))
-
-    def _convert(self, position: str, row: dict):
-        try:
-            event = self.batch_input.to_event(row)
-        except EventError as err:
-            return self._reject(position, err.reason)
-        return beam.window.TimestampedValue((position, event), event["strmMeta"]["timestamp"] / 1000)
-
-    def process(self, readable_file):
-        path = readable_file.metadata.path
-        with readable_file.open() as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-            rows = self._csv_rows(text, path) if self.input_format == "csv" else self._jsonl_rows(text, path)
-            for position, row, problem in rows:
-                self.rows_read.inc()
-                yield self._reject(position, problem) if problem else self._convert(position, row)
-
-    @staticmethod
-    def _csv_rows(text, path):
-        reader = csv.reader(text)
+    A whole file by default. A range of one (see ``_SplitFilesFn``): ``text`` positioned at the
+    range's start, the file's ``header``, the lines before the range and the number of records.
+    """
+    reader = csv.reader(text)
+    if header is None:
         try:
             header = next(reader)
         except StopIteration:
@@ -73,46 +62,170 @@ class _ParseRowsFn(beam.DoFn):
         except csv.Error as exc:
             yield f"{path}:1", None, f"unreadable CSV header: {exc}"
             return
-        width = len(header)
-        line = reader.line_num
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
-                line = reader.line_num
-                continue
-            position = f"{path}:{line + 1}"
-            line = reader.line_num
-            if not values:
-                continue
-            if len(values) != width:
-                yield position, None, f"row has {len(values)} columns, the header has {width}"
-            elif any(_UNDECODABLE.search(v) for v in values):
-                yield position, None, "row is not valid UTF-8"
-            else:
-                yield position, dict(zip(header, values)), None
+    width = len(header)
+    line = first_line + reader.line_num
+    remaining = -1 if records is None else records
+    while remaining:
+        remaining -= 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
+            line = first_line + reader.line_num
+            continue
+        position = f"{path}:{line + 1}"
+        line = first_line + reader.line_num
+        if not values:
+            continue
+        if len(values) != width:
+            yield position, None, f"row has {len(values)} columns, the header has {width}"
+        elif _UNDECODABLE.search("".join(values)):  # one search over the row, not one per value
+            yield position, None, "row is not valid UTF-8"
+        else:
+            yield position, dict(zip(header, values)), None
 
-    @staticmethod
-    def _jsonl_rows(text, path):
-        for number, line in enumerate(text, start=1):
-            if not line.strip():
-                continue
-            position = f"{path}:{number}"
-            if _UNDECODABLE.search(line):
-                yield position, None, "line is not valid UTF-8"
-                continue
+
+def jsonl_rows(text, path: str, first_line: int = 0, records: int | None = None):
+    """(position, object, None) per JSON line of a text stream, or (position, None, problem)."""
+    lines = text if records is None else itertools.islice(text, records)
+    for number, line in enumerate(lines, start=first_line + 1):
+        if not line.strip():
+            continue
+        position = f"{path}:{number}"
+        if _UNDECODABLE.search(line):
+            yield position, None, "line is not valid UTF-8"
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            yield position, None, f"not valid JSON (column {getattr(exc, 'colno', '?')})"
+            continue
+        if not isinstance(row, dict):
+            yield position, None, "a JSONL line must be a JSON object"
+        else:
+            yield position, row, None
+
+
+def _text(raw):
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _record_ranges(readable_file, input_format: str, split_bytes: int):
+    """(start, first line, records, header) ranges of whole records, each about split_bytes long.
+
+    One pass of the same reader the parser uses (CSV records may span lines), reading lines with
+    readline so that ``tell()`` gives each cut's position. None: parse the file in one piece.
+    """
+    if readable_file.metadata.size_in_bytes <= split_bytes:
+        return None
+    with readable_file.open() as raw:
+        if isinstance(raw, CompressedFile) or not raw.seekable():
+            return None
+        text = _text(raw)
+        lines = iter(text.readline, "")
+        header = None
+        if input_format == "csv":
+            reader = csv.reader(lines)
             try:
-                row = json.loads(line)
-            except ValueError as exc:
-                yield position, None, f"not valid JSON (column {getattr(exc, 'colno', '?')})"
-                continue
-            if not isinstance(row, dict):
-                yield position, None, "a JSONL line must be a JSON object"
+                header = next(reader)
+            except (StopIteration, csv.Error):
+                return None  # the parser reports it
+            step, line_count = reader.__next__, lambda: reader.line_num
+        else:
+            counted = [0]
+
+            def step():
+                next(lines)
+                counted[0] += 1
+
+            line_count = lambda: counted[0]  # noqa: E731
+        ranges = []
+        start, first_line, records = text.tell(), line_count(), 0
+        cut_at = raw.tell() + split_bytes
+        while True:
+            if not records & 1023 and records and raw.tell() >= cut_at:
+                cut = text.tell()
+                ranges.append((start, first_line, records, header))
+                start, first_line, records = cut, line_count(), 0
+                cut_at = raw.tell() + split_bytes
+            try:
+                step()
+            except StopIteration:
+                break
+            except csv.Error:
+                pass  # a malformed record is still one record: the parser reports it
+            records += 1
+        if records or not ranges:
+            ranges.append((start, first_line, records, header))
+        return ranges
+
+
+class _SplitFilesFn(beam.DoFn):
+    """A file -> (file, start, first line, records, header) ranges; (file, None, ...) = whole file."""
+
+    def __init__(self, input_format: str, split_bytes: int):
+        self.input_format = input_format
+        self.split_bytes = split_bytes
+
+    def process(self, readable_file):
+        ranges = _record_ranges(readable_file, self.input_format, self.split_bytes)
+        if not ranges:
+            yield readable_file, None, 0, None, None
+            return
+        for start, first_line, records, header in ranges:
+            yield readable_file, start, first_line, records, header
+
+
+class _ParseRowsFn(beam.DoFn):
+    def __init__(self, batch_input: BatchInput, input_format: str):
+        self.batch_input = batch_input
+        self.input_format = input_format
+        self.rows_read = Metrics.counter("pipeline", "rows_read")
+        self.rejected = Metrics.counter("pipeline", "dead_letter_read")
+
+    def setup(self):
+        tune_worker()
+
+    def _reject(self, position: str, reason: str):
+        self.rejected.inc()
+        return beam.pvalue.TaggedOutput(
+            DEAD_LETTER, dead_letter(position, "read", reason, self.batch_input.contract.ref))
+
+    def process(self, file_range):
+        readable_file, start, first_line, records, header = file_range
+        path = readable_file.metadata.path
+        to_event = self.batch_input.to_event
+        count = 0
+        with readable_file.open() as raw:
+            text = _text(raw)
+            if start:
+                text.seek(start)
+            if self.input_format == "csv":
+                rows = csv_rows(text, path, header, first_line, records)
             else:
-                yield position, row, None
+                rows = jsonl_rows(text, path, first_line, records)
+            try:
+                for position, row, problem in rows:
+                    count += 1
+                    if problem:
+                        yield self._reject(position, problem)
+                        continue
+                    try:
+                        event = to_event(row)
+                    except EventError as err:
+                        yield self._reject(position, err.reason)
+                        continue
+                    millis = event["strmMeta"]["timestamp"]
+                    if millis.__class__ is int and -_MAX_MILLIS < millis < _MAX_MILLIS:
+                        # The event's time in the read's global window: what a TimestampedValue
+                        # becomes, without float seconds and a window assignment per element.
+                        yield WindowedValue((position, event), Timestamp(micros=millis * 1000), _GLOBAL)
+                    else:  # a spool line's own timestamp that is not a time: the contract check rejects it
+                        yield position, event
+            finally:
+                self.rows_read.inc(count)
 
 
 class ReadBatchInput(beam.PTransform):
@@ -121,10 +234,12 @@ class ReadBatchInput(beam.PTransform):
     EVENTS = "events"
     DEAD_LETTER = DEAD_LETTER
 
-    def __init__(self, pattern: str, batch_input: BatchInput, input_format: str | None = None):
+    def __init__(self, pattern: str, batch_input: BatchInput, input_format: str | None = None,
+                 split_bytes: int = DEFAULT_SPLIT_BYTES):
         super().__init__()
         self.pattern = pattern
         self.batch_input = batch_input
+        self.split_bytes = split_bytes
         self.input_format = input_format or infer_format(pattern)
         if self.input_format not in FORMATS:
             raise ValueError(f"input format '{self.input_format}' is not one of {', '.join(FORMATS)}")
@@ -134,6 +249,8 @@ class ReadBatchInput(beam.PTransform):
             pbegin
             | "MatchFiles" >> fileio.MatchFiles(self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
             | "OpenFiles" >> fileio.ReadMatches()
+            | "SplitFiles" >> beam.ParDo(_SplitFilesFn(self.input_format, self.split_bytes))
+            | "SpreadRanges" >> beam.Reshuffle()
             | "ParseRows" >> beam.ParDo(_ParseRowsFn(self.batch_input, self.input_format)).with_outputs(
                 DEAD_LETTER, main=self.EVENTS)
         )

@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from contracts.events import EventError, EventValidator
 from contracts.model import Contract
 from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.worker_tuning import tune_worker
 
 
 class _ValidateFn(beam.DoFn):
@@ -25,6 +26,7 @@ class _ValidateFn(beam.DoFn):
         self.rejected = Metrics.counter("pipeline", "dead_letter_validate")
 
     def setup(self):
+        tune_worker()
         self.validators = {ref: EventValidator(c) for ref, c in self.contracts.items() if c.is_active}
 
     def process(self, pair):

@@ -27,10 +27,11 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+_GLOBAL_WINDOW = GlobalWindow()
 
 
 def _label(seconds: float) -> str:
@@ -98,7 +99,13 @@ class _WriteBundleFn(beam.DoFn):
             writer = self.writers[(window, partition)] = _ShardWriter(directory, self.run_id, self.max_bytes)
         return writer
 
-    def process(self, element, window=beam.DoFn.WindowParam):
+    def process(self, element, windowed=beam.DoFn.WindowedValueParam):
+        # Windows from the WindowedValue: with WindowParam, Beam would split every element per
+        # window and rebuild the call's arguments, which costs more than writing the line.
+        for window in windowed.windows:
+            self._write(element, window)
+
+    def _write(self, element, window):
         if isinstance(element, tuple):  # grouped by partition: (partition, events)
             partition, events = element
             writer = self._writer(window, partition)
@@ -115,6 +122,13 @@ class _WriteBundleFn(beam.DoFn):
             label = self.run_label if isinstance(window, GlobalWindow) else _label(window.start.micros / 1e6)
             for path in writer.close():
                 yield WindowedValue(((label, partition), path), window.max_timestamp(), [window])
+
+
+class _WriteGlobalBundleFn(_WriteBundleFn):
+    """_WriteBundleFn in the global window (batch): no window parameter, so Beam calls it directly."""
+
+    def process(self, element):
+        self._write(element, _GLOBAL_WINDOW)
 
 
 class _FinalizeFn(beam.DoFn):
@@ -150,8 +164,10 @@ class WriteJsonlBatches(beam.PTransform):
         self.run_label = _label(run_started if run_started is not None else time.time())
 
     def expand(self, events):
-        writer = _WriteBundleFn(self.directory, self.run_id, self.run_label,
-                                day_partition if self.partition_by_day else None, self.max_bytes, self.counter)
+        global_window = isinstance(events.windowing.windowfn, GlobalWindows)
+        writer = (_WriteGlobalBundleFn if global_window else _WriteBundleFn)(
+            self.directory, self.run_id, self.run_label, day_partition if self.partition_by_day else None,
+            self.max_bytes, self.counter)
         if self.partition_by_day:
             events = (events
                       | "KeyByDay" >> beam.Map(lambda event: (day_partition(event), event))

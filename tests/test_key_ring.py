@@ -1,0 +1,88 @@
+"""The key ring and the SQLite store: one key per (value, day), a bounded cache, adopted keys, UUIDv7 links."""
+from __future__ import annotations
+
+import uuid
+
+from privacy.daead import SivKey
+from privacy.kek import LocalKek
+from privacy.keyring import KeyRing, new_key_link
+from privacy.keystore import KeyRecord, SqliteKeyStore
+
+DAY = "2024-05-01"
+
+
+def ring(tmp_path, cache_size=100, store=None) -> KeyRing:
+    return KeyRing(store or SqliteKeyStore(tmp_path / "keys.sqlite"), LocalKek(tmp_path / "kek.json"),
+                   cache_size=cache_size)
+
+
+def test_each_pair_gets_one_key_and_later_calls_reuse_it(tmp_path):
+    keys = ring(tmp_path)
+    first, created = keys.keys_for({("u1", DAY): {"u1"}, ("u2", DAY): {"u2"}})
+    assert sorted(r.pair for r in created) == [("u1", DAY), ("u2", DAY)]
+    again, created_again = keys.keys_for({("u1", DAY): {"u1"}})
+    assert created_again == [] and again[("u1", DAY)][0] == first[("u1", DAY)][0]
+    assert first[("u1", DAY)][0] != first[("u2", DAY)][0]
+
+
+def test_an_evicted_key_comes_back_from_the_store_unchanged(tmp_path):
+    keys = ring(tmp_path, cache_size=2)
+    pairs = {(f"u{i}", DAY): {f"u{i}"} for i in range(6)}
+    first, created = keys.keys_for(pairs)
+    assert len(created) == 6 and len(keys._entries) == 2  # the cache is bounded
+    tokens = {pair: key.encrypt("secret") for pair, (_, key) in first.items()}
+    again, created_again = keys.keys_for(pairs)
+    assert created_again == []
+    for pair, (link, key) in again.items():
+        assert link == first[pair][0] and key.encrypt("secret") == tokens[pair]  # unwrapped from the store
+    link, key = first[("u0", DAY)]
+    keys.keys_for({(f"x{i}", DAY): set() for i in range(3)})  # push u0 out again
+    assert link not in keys._entries
+    assert keys.key_for_link(link).encrypt("secret") == tokens[("u0", DAY)]
+    assert keys.key_for_link(str(uuid.uuid4())) is None
+
+
+def test_subjects_added_after_eviction_reach_the_store(tmp_path):
+    keys = ring(tmp_path, cache_size=1)
+    link = keys.keys_for({("u1", DAY): {"u1"}})[0][("u1", DAY)][0]
+    keys.keys_for({("u2", DAY): {"u2"}})
+    keys.keys_for({("u1", DAY): {"u1", "device-7"}})
+    assert keys.store.by_links([link])[link].subjects == ("device-7", "u1")
+
+
+def test_a_second_writer_adopts_the_key_the_first_one_stored(tmp_path):
+    writer_a = ring(tmp_path)
+    writer_b = ring(tmp_path, store=SqliteKeyStore(tmp_path / "keys.sqlite"))  # its own connection
+    link_a, key_a = writer_a.keys_for({("u1", DAY): {"u1"}})[0][("u1", DAY)]
+    result, created = writer_b.keys_for({("u1", DAY): {"u1"}})
+    assert created == [] and result[("u1", DAY)][0] == link_a
+    assert result[("u1", DAY)][1].encrypt("x") == key_a.encrypt("x")
+
+
+def record(link: str, value: str, subjects=("s",)) -> KeyRecord:
+    key = SivKey.generate()
+    return KeyRecord(link, value, DAY, key.key_id, b"wrapped-" + link.encode(), "local://kek.json", 1, 2, subjects)
+
+
+def test_insert_new_returns_what_the_store_keeps(tmp_path):
+    store = SqliteKeyStore(tmp_path / "keys.sqlite")
+    mine = [record(new_key_link(), "u1", ("b", "a")), record(new_key_link(), "u2")]
+    kept = store.insert_new(mine)  # all new: returned without reading them back ...
+    looked_up = store.lookup([("u1", DAY), ("u2", DAY)])
+    assert kept == looked_up  # ... and equal to what a read gives (subjects sorted)
+    assert kept[("u1", DAY)].subjects == ("a", "b")
+    rival = record(new_key_link(), "u1")  # another writer's key for a stored pair
+    fresh = record(new_key_link(), "u3")
+    kept = store.insert_new([rival, fresh])
+    assert kept[("u1", DAY)].key_link == mine[0].key_link  # the stored key wins
+    assert kept[("u3", DAY)].key_link == fresh.key_link
+
+
+def test_key_links_are_uuid7_in_time_order():
+    clock = iter([1_700_000_000.0, 1_700_000_000.25, 1_700_000_001.5]).__next__
+    links = [new_key_link(clock) for _ in range(3)]
+    parsed = [uuid.UUID(link) for link in links]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [u.int >> 80 for u in parsed] == [1_700_000_000_000, 1_700_000_000_250, 1_700_000_001_500]
+    assert links == sorted(links)
+    assert len({new_key_link() for _ in range(1000)}) == 1000
