@@ -262,13 +262,13 @@ def scaling(sizes: list[int], variants: list[str], workdir: Path, seed: int, kee
         for attempt in range(repeat):
             for variant in variants:
                 echo(f"running {VARIANTS[variant]} on {size:,} events ...")
-                result = run_variant(variant, input_path, workdir, keep)
+                result = run_variant(variant, input_path, workdir, keep, stages=True)
                 if variant not in best or result["seconds"] < best[variant]["seconds"]:
                     best[variant] = result
                 counts.append(result["counts"])
         for variant in variants:
             table[variant].append({"events": size, "seconds": best[variant]["seconds"],
-                                   "peak_rss": best[variant]["peak_rss"]})
+                                   "peak_rss": best[variant]["peak_rss"], "stages": best[variant].get("stages")})
         agree &= all(c == counts[0] for c in counts)
     echo(f"\nscaling, {os.cpu_count()} CPUs")
     echo(f"{'variant':<42} {'events':>9} {'seconds':>8} {'events/s':>9} {'peak RSS':>10}")
@@ -284,6 +284,15 @@ def scaling(sizes: list[int], variants: list[str], workdir: Path, seed: int, kee
         rss_slope = fitted_slope(xs, [r["peak_rss"] for r in rows])
         slopes[variant] = {"time": time_slope, "peak_rss": rss_slope}
         echo(f"  {VARIANTS[variant]:<42} time {time_slope:.2f}   peak RSS {rss_slope:.2f}")
+    staged = [r for r in table.get("beam", []) if r.get("stages")]
+    if len(staged) == len(sizes) > 1:
+        echo("  Beam in-process, time per stage (sampled):")
+        slopes["beam_stages"] = {}
+        for stage in staged[-1]["stages"]:
+            seconds = [r["stages"].get(stage, 0) * r["seconds"] for r in staged]
+            if all(seconds):
+                slope = slopes["beam_stages"][stage] = fitted_slope([r["events"] for r in staged], seconds)
+                echo(f"    {stage:<44} time {slope:.2f}   ({seconds[0]:.1f} s .. {seconds[-1]:.1f} s)")
     if not agree:
         echo("error: the variants wrote different numbers of events")
     return {"rows": table, "slopes": slopes}, agree

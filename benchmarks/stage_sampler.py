@@ -3,16 +3,17 @@
     from benchmarks.stage_sampler import StageSampler
     with StageSampler() as sampler:               # in the main thread
         pipeline.run().wait_until_finish()       # on the FnApiRunner, in-process
-    sampler.shares()                             # {'read + convert': 0.31, 'encrypt + keys': 0.22, ...}
+    sampler.shares()                             # {'keys (key ring, ...)': 0.35, 'read + convert ...': 0.17, ...}
 
 Every ``interval`` seconds of wall time a timer signal (SIGALRM) interrupts the main thread,
 where the FnApiRunner runs bundles in-process, and the sample is charged to the innermost frame
 of one of our Beam stages (``transforms/<module>``): the stage whose DoFn is running, including
-the core code it calls. A sample with no stage on the stack is Beam's own work (the runner
-between and around our DoFns) or, outside Beam, "other". Unlike cProfile this adds almost no
-overhead (about 1,000 tiny handler calls a second), so the shares hold for the timed run. A
-signal that arrives during a C call (SQLite, a file write) is handled right after it, so the
-call's time goes to the frame that made it. Main thread only; Linux and macOS.
+the core code it calls; the encrypt stage's key work (key ring, KEK, key store) is counted
+apart. A sample with no stage on the stack is Beam's own work (the runner between and around
+our DoFns) or, outside Beam, "other". Unlike cProfile this adds almost no overhead (about 1,000
+tiny handler calls a second), so the shares hold for the timed run. A signal that arrives
+during a C call (SQLite, a file write) is handled right after it, so the call's time goes to the
+frame that made it. Main thread only; Linux and macOS.
 """
 from __future__ import annotations
 
@@ -22,24 +23,28 @@ from collections import Counter
 STAGES = {
     "read_input.py": "read + convert (CSV -> typed events)",
     "validate.py": "validate (contract check)",
-    "encrypt.py": "encrypt + keys",
+    "encrypt.py": "encrypt (AES-SIV per PII field)",
     "privacy_streams.py": "privacy streams (decrypt + mask)",
     "write_jsonl.py": "write JSONL",
     "dead_letters.py": "dead letters",
 }
+KEYS = "keys (key ring, KEK, SQLite key store)"  # the key work inside the encrypt stage
+_KEY_MODULES = ("/privacy/keyring.py", "/privacy/keystore.py", "/privacy/kek.py")
 BEAM = "Beam runner (between and around DoFns)"
 OTHER = "other (start-up, graph building, idle)"
 
 
 def classify(frame) -> str:
     """The stage a stack belongs to: the innermost transforms/ module on it, else Beam or other."""
-    in_beam = False
+    in_beam = in_keys = False
     while frame is not None:
         filename = frame.f_code.co_filename
         if "/transforms/" in filename:
             stage = STAGES.get(filename.rsplit("/", 1)[-1])
             if stage:
-                return stage
+                return KEYS if in_keys and filename.endswith("encrypt.py") else stage
+        if filename.endswith(_KEY_MODULES):
+            in_keys = True
         if "/apache_beam/" in filename:
             in_beam = True
         frame = frame.f_back

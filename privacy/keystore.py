@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -136,13 +137,26 @@ class SqliteKeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(timeout=60)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # random index pages: keep many in memory
         self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")  # fewer, larger checkpoints
         with self._lock:
             self._db.executescript(_SCHEMA)
+
+    def _use_wal(self, timeout: float) -> None:
+        """Switch to WAL mode. SQLite answers "locked" at once, without waiting, while another
+        process creates or switches the same new file (workers starting together): try again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _records(self, where: str, params: list) -> list[KeyRecord]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM data_keys WHERE {where}", params).fetchall()

@@ -21,7 +21,7 @@ def test_benchmark_compares_variants_and_prints_scaling(tmp_path):
     for label in ("(a) plain Python loop", "(b) Beam FnApiRunner, in-process", "(b) Beam, 2 workers"):
         assert re.search(re.escape(label) + r".*\d.*MiB", out), out
     assert "every variant wrote the same numbers of events to every output" in out
-    assert "time per stage" in out and "encrypt + keys" in out
+    assert "time per stage" in out and "keys (key ring" in out
     assert re.search(r"time -?\d+\.\d\d\s+peak RSS -?\d+\.\d\d", out), out
     data = json.loads(figures.read_text())
     compare = data["compare"]

@@ -86,3 +86,29 @@ def test_key_links_are_uuid7_in_time_order():
     assert [u.int >> 80 for u in parsed] == [1_700_000_000_000, 1_700_000_000_250, 1_700_000_001_500]
     assert links == sorted(links)
     assert len({new_key_link() for _ in range(1000)}) == 1000
+
+
+def _open_store(path, barrier, results):
+    barrier.wait()
+    try:
+        SqliteKeyStore(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(repr(exc))
+
+
+def test_workers_opening_one_new_store_together_all_succeed(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(15):  # SQLite refused the WAL switch at once in about 1 of 10 such openings
+        barrier, results = context.Barrier(4), context.Queue()
+        workers = [context.Process(target=_open_store, args=(tmp_path / f"k{attempt}.sqlite", barrier, results))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        outcomes += [results.get(timeout=5) for _ in workers]
+    assert outcomes == ["ok"] * len(outcomes)
