@@ -120,7 +120,7 @@ def start_bare(work: Path) -> tuple[subprocess.Popen, int]:
 
 
 def start_full(work: Path) -> tuple[subprocess.Popen, int, str]:
-    from gateway.project import Project
+    from controlplane.project import Project
 
     project_dir = work / "project"
     project = Project.open(project_dir)

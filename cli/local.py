@@ -6,7 +6,7 @@
 Then, in other shells: ``pstream simulate random-events demo``, ``pstream listen web-socket demo``,
 the Python driver, batch exporters. The gateway runs as a child process (``python -m gateway``)
 and rolls its spool segments every ``--segment-seconds``; this process runs the Beam pipeline
-over each new closed segment (``gateway.realtime.LocalLoop``) and the batch exporters. Ctrl-C
+over each new closed segment (``controlplane.realtime.LocalLoop``) and the batch exporters. Ctrl-C
 stops both; nothing accepted is lost (the spool keeps every event, and unprocessed segments are
 picked up on the next start).
 """
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from cli.project_args import add_project_arg
-from gateway.project import default_project_dir
-from gateway.realtime import LocalLoop
+from controlplane.project import default_project_dir
+from controlplane.realtime import LocalLoop
 
 
 def register(subparsers) -> None:

@@ -1,13 +1,13 @@
 """The ``--project_dir`` option that every project command shares, and opening the project.
 
     add_project_arg(parser)
-    project = project_of(args)       # gateway.project.Project
+    project = project_of(args)       # controlplane.project.Project
 """
 from __future__ import annotations
 
 import sys
 
-from gateway.project import PROJECT_DIR_ENV, Project, ProjectError
+from controlplane.project import PROJECT_DIR_ENV, Project, ProjectError
 
 
 def add_project_arg(parser) -> None:

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 from cli import schema_code
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
-from gateway.project import JDBC
+from controlplane.project import JDBC
 
 _CREDENTIALS = [("--credentials-file", "file holding the credentials (kept by reference, never copied)"),
                 ("--credentials-env", "environment variable holding the credentials")]

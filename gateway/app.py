@@ -46,7 +46,7 @@ from contracts.events import EventError, EventValidator
 from gateway.fastcheck import compile_fast_check
 from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer
 from gateway.metrics import Metrics
-from gateway.project import Project, ProjectError
+from controlplane.project import Project, ProjectError
 from gateway.publish import EventPublisher, PublishError
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
 from gateway.tail import tail_jsonl, visible_jsonl

@@ -21,7 +21,7 @@ import uvloop
 
 from gateway.app import DEFAULT_MAX_EVENT_BYTES, GatewayApp, GatewaySettings
 from gateway.auth import DEFAULT_TTL_SECONDS
-from gateway.project import default_project_dir
+from controlplane.project import default_project_dir
 from gateway.publish import PublishError, publisher_for
 from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.project import Project
+from controlplane.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
 WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"

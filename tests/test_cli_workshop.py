@@ -14,7 +14,7 @@ import pytest
 
 from cli.main import main
 from cli.simulate import CONSENT_CYCLE, random_event
-from gateway.project import Project
+from controlplane.project import Project
 from gateway_helpers import SIMULATOR, GatewayProcess, read_spool, repo_env
 
 

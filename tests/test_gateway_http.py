@@ -15,7 +15,7 @@ import yaml
 
 from contracts import load_contract
 from contracts.avro import avro_schema
-from gateway.project import Project
+from controlplane.project import Project
 from gateway_helpers import SIMULATOR, WEBSHOP, GatewayProcess, make_project, read_spool, simulator_event
 
 

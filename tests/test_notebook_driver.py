@@ -14,7 +14,7 @@ import pytest
 
 from cli.schema_code import build_zip
 from contracts import load_contract
-from gateway.realtime import LocalLoop
+from controlplane.realtime import LocalLoop
 from gateway_helpers import WEBSHOP, GatewayProcess, make_project, read_spool, repo_env
 from pipelines.example_data import write_webshop_csv
 

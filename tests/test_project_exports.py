@@ -12,8 +12,8 @@ import pytest
 
 from cli.main import main
 from cloud_servers import unique_name
-from gateway.project import Project
-from gateway.realtime import LocalLoop
+from controlplane.project import Project
+from controlplane.realtime import LocalLoop
 
 EXPORT_FILE = re.compile(r"^events/(?P<label>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)-stream-(?P<id>[0-9a-f-]{36})---0\.jsonl$")
 EVENTS = [{"strmMeta": {"keyLink": f"k{i}"}, "n": i} for i in range(5)]

@@ -1,7 +1,7 @@
 """The local project: pipelines (streams) with their credentials, privacy streams, data
 connectors and batch exporters, kept in one YAML file that the CLI edits and the gateway reads.
 
-    from gateway.project import Project
+    from controlplane.project import Project
     project = Project.open()                    # $PSTREAM_PROJECT_DIR or ~/.config/pstream
     project = Project.open("/tmp/demo")         # or an explicit directory (--project_dir)
     pipeline = project.create_pipeline("demo")  # generates a client id and secret

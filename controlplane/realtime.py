@@ -1,6 +1,6 @@
 """The local real-time loop: spool segments -> pipeline micro-batches -> outputs -> batch exporters.
 
-    from gateway.realtime import LocalLoop
+    from controlplane.realtime import LocalLoop
     loop = LocalLoop(project_dir)
     loop.start_exporters()   # probe new batch exporters; returns why any were refused
     loop.step()              # one pass: start new exporters, run the pipeline over new closed segments,
@@ -42,7 +42,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from gateway.project import BatchExporter, Project, ProjectError
+from controlplane.project import BatchExporter, Project, ProjectError
 from gateway.spool import closed_segments
 from gateway.tail import visible_jsonl
 
