@@ -12,11 +12,7 @@ ARG WORKDIR=/template
 WORKDIR ${WORKDIR}
 
 COPY setup.py ./
-COPY contracts ./contracts
-COPY privacy ./privacy
-COPY transforms ./transforms
-COPY pipelines ./pipelines
-COPY cli ./cli
+COPY src ./src
 COPY templates/main.py templates/requirements.txt templates/metadata.json ./
 
 # The launcher's three variables: the Python file it runs, the worker requirements it stages, and

@@ -12,7 +12,8 @@ setup(
     description="Data contracts, field-level encryption per data subject and day, and "
     "consent-filtered privacy streams, as an Apache Beam pipeline.",
     python_requires=">=3.11,<3.14",
-    packages=find_packages(include=["contracts*", "privacy*", "transforms*", "pipelines*", "controlplane*", "cli*", "gateway*", "driver*"]),
+    package_dir={"": "src"},
+    packages=find_packages("src"),
     package_data={
         "contracts": ["**/*.yaml"],
         "pipelines": ["*.yaml"],

@@ -143,7 +143,7 @@ def _tree_rss_bytes(root: int) -> int:
 def measure(variant: str, input_path: str, output: str, stages: bool = False) -> dict:
     """Run one variant in a child process; adds its peak RSS (process tree) and wall time."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "benchmarks.pipeline", "--child", variant,
                "--input", input_path, "--output", output] + (["--stages"] if stages else [])
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -54,5 +54,5 @@ if [ "${PRINT_ONLY:-0}" = "1" ]; then
   echo
   exit 0
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 exec "${command[@]}"

@@ -22,7 +22,7 @@ SIMULATOR = "strmprivacy/example/1.5.0"
 def repo_env() -> dict:
     """Environment for subprocesses that must import this checkout's packages."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 

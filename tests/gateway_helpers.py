@@ -25,7 +25,7 @@ SIMULATOR = "strmprivacy/example/1.5.0"
 
 def repo_env(**extra) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("PSTREAM_GATEWAY_URL", None)
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -24,7 +24,7 @@ NOW = datetime(2024, 6, 30, 12, 0, 0, tzinfo=timezone.utc)
 
 def repo_env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 

@@ -146,7 +146,7 @@ def test_sync_sender_sends_json_and_avro_and_returns_errors(gateway):
         assert isinstance(local, SendError) and local.status is None and "consistentValue" in str(local)
     finally:
         sender.stop()
-    stored = [orjson.loads(line)["consistentValue"] for line in read_spool(controlplane.project_dir, "demo")]
+    stored = [orjson.loads(line)["consistentValue"] for line in read_spool(gateway.project_dir, "demo")]
     assert "session-1" in stored and "session-2" in stored and "session-3" not in stored
 
 
@@ -186,7 +186,7 @@ def test_async_sender_many_concurrent_events(gateway):
             return await asyncio.gather(*(sender.send_event(e) for e in events))
 
     assert asyncio.run(main()) == [None] * 300
-    stored = {orjson.loads(line)["uniqueIdentifier"] for line in read_spool(controlplane.project_dir, "demo")}
+    stored = {orjson.loads(line)["uniqueIdentifier"] for line in read_spool(gateway.project_dir, "demo")}
     assert {f"bulk-{i}" for i in range(300)} <= stored
 
 
