@@ -17,6 +17,7 @@ setup(
     package_data={
         "contracts": ["**/*.yaml"],
         "pipelines": ["*.yaml"],
+        "schemas": ["*.schema.json"],
     },
     include_package_data=True,
     install_requires=[
@@ -24,6 +25,7 @@ setup(
         "cryptography>=42,<51",
         "fastavro>=1.9,<2",
         "pyyaml>=6,<7",
+        "jsonschema>=4.18,<5",         # every file format is a published JSON Schema (src/schemas/)
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",
