@@ -6,7 +6,8 @@
     schema_path("contract")        # .../schemas/contract.schema.json: point an editor at it
 
 A schema lives next to this file as ``<name>.schema.json`` (JSON Schema 2020-12) and is checked
-with ``jsonschema``; it should close every object (``additionalProperties: false``) so that an
+with ``jsonschema``; one schema can use another's definitions by file name
+(``{"$ref": "connector.schema.json#/$defs/connector"}``); it should close every object (``additionalProperties: false``) so that an
 unknown or misspelled key is an error. Errors name the file, the path in it and, for an unknown
 key, the nearest valid one::
 
@@ -26,7 +27,9 @@ import re
 from pathlib import Path
 
 import jsonschema
+import referencing
 import yaml
+from referencing.jsonschema import DRAFT202012
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 DEFAULT_MAX_BYTES = 1 << 20
@@ -48,10 +51,20 @@ def schema_path(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def _registry() -> referencing.Registry:
+    """Every published schema, by file name, so that one can ``$ref: "connector.schema.json"``."""
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        resources.append((path.name, referencing.Resource.from_contents(schema, default_specification=DRAFT202012)))
+    return referencing.Registry().with_resources(resources)
+
+
+@functools.lru_cache(maxsize=None)
 def _validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads(schema_path(name).read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    schema = _registry()[schema_path(name).name].contents
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
 def _shown(value) -> str:
@@ -161,7 +174,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
 def check(data, schema: str | dict, source: str):
     """Check loaded data against a published schema (by name) or a schema mapping; SchemaError
     for the most relevant problem."""
-    validator = _validator(schema) if isinstance(schema, str) else jsonschema.Draft202012Validator(schema)
+    validator = (_validator(schema) if isinstance(schema, str)
+                 else jsonschema.Draft202012Validator(schema, registry=_registry()))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         # the deepest error of a oneOf/anyOf is the useful one (best_match prefers shallow ones)
