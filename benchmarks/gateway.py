@@ -127,8 +127,8 @@ def start_full(work: Path) -> tuple[subprocess.Popen, int, str]:
     pipeline = project.create_pipeline("bench")
     project.save()
     ready = work / "full.port"
-    process = subprocess.Popen([sys.executable, "-m", "gateway", "--project_dir", str(project_dir), "--port", "0",
-                                "--ready_file", str(ready)], env=_env(), preexec_fn=_pin(0), stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "--project-dir", str(project_dir), "--port", "0",
+                                "--ready-file", str(ready)], env=_env(), preexec_fn=_pin(0), stderr=subprocess.DEVNULL)
     port = _wait_port(ready, process)
     token = httpx.post(f"http://127.0.0.1:{port}/auth/token", data={
         "grant_type": "client_credentials", "client_id": pipeline.client_id,
@@ -279,9 +279,11 @@ def main() -> int:
     parser.add_argument("--serve-bare", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        from gateway.server import serve
+        from gateway.server import bind, serve
+        from gateway.settings import GatewaySettings
 
-        serve(bare_app, "127.0.0.1", 0, args.serve_bare)
+        settings = GatewaySettings(port=0, ready_file=args.serve_bare)
+        serve(bare_app, bind(settings.host, settings.port), settings)
         return 0
     global NICE
     NICE = args.nice
