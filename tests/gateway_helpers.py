@@ -104,6 +104,11 @@ class GatewayProcess:
         if getattr(self, "client", None) is not None:
             self.client.close()
 
+    def stop_and_log(self, sig=signal.SIGTERM) -> str:
+        """Stop the gateway and return what it wrote to stderr."""
+        self.stop(sig)
+        return self.process.stderr.read().decode(errors="replace")
+
     def __enter__(self) -> "GatewayProcess":
         return self.start()
 

@@ -127,7 +127,14 @@ class GatewayApp:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
-            await self._websocket(scope, receive, send)
+            try:
+                await self._websocket(scope, receive, send)
+            except Exception as exc:  # a bug: close (403 before the handshake), one log line per window
+                self.problems.report("internal error", "internal error in a web socket", logging.ERROR, exc)
+                try:
+                    await send({"type": "websocket.close", "code": 1011})
+                except Exception:  # already closed
+                    pass
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -198,7 +205,7 @@ class GatewayApp:
     @staticmethod
     async def _answer(send, status: int, body: bytes = b"", content_type: bytes = b"text/plain; charset=utf-8",
                       close: bool = False):
-        headers = [(b"content-type", content_type)] if body else []
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())] if body else []
         if close:  # the client sent what it should not (no credentials, too much): no keep-alive for it
             headers += _CLOSE
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -386,7 +393,7 @@ class GatewayApp:
         if message["type"] != "websocket.connect":
             return
         stream = scope["path"].rsplit("/", 1)[-1] if scope["path"].startswith("/ws/") else ""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
         token = query.get("token", [None])[0]
         token = token.encode("latin-1") if token is not None else None
         for name, value in scope["headers"]:

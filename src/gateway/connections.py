@@ -36,6 +36,11 @@ where they belong (an ASGI app only sees a request once its headers are complete
   the new one answered 503 and closed.
 - Problems (invalid requests, timeouts, refusals) go to ``gateway.problems``: logged once per
   window with a count, never once per request.
+
+``QuietWebSocketProtocol`` is uvicorn's websockets-sansio protocol without one log line per
+refused handshake: uvicorn 0.54 logs "ASGI callable returned without completing handshake" (an
+error) after every ``websocket.http.response`` (our 401/403/404 to a listener), although that
+response is a complete answer.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from collections import OrderedDict
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway.problems import ProblemLog
 
@@ -179,6 +185,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
+            if getattr(self, "_too_large", False):
+                self._refuse_large_headers()
+                return
             self.limits.problems.report("invalid HTTP request", "invalid HTTP requests answered 400 and closed")
             self._answer_and_close(400, b"Invalid HTTP request")
             return
@@ -188,21 +197,37 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._reading_headers:
+        if self._reading_headers:   # incomplete headers: bound what the parser buffers
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
-                self.limits.problems.report("headers too large", "requests answered 431: request line and "
-                                            f"headers over {self.limits.max_header_bytes} bytes (--max-header-bytes)")
-                self._answer_and_close(431, b"Request headers too large")
+                self._refuse_large_headers()
+
+    def _refuse_large_headers(self) -> None:
+        self.limits.problems.report("headers too large", "requests answered 431: request line and headers "
+                                    f"over {self.limits.max_header_bytes} bytes (--max-header-bytes)")
+        self._answer_and_close(431, b"Request headers too large")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_size = 0           # of this request's line and headers, as parsed
+        self._too_large = False
         if not self._reading_headers:   # a following request on a kept-alive connection
             self._reading_headers = True
             self._header_bytes = 0
             self._arm(self.limits.header_timeout, self._header_timeout)
 
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        if self._header_size > self.limits.max_header_bytes:   # complete, but too large: the app never sees it
+            self._too_large = True
+            raise ValueError("request headers too large")     # stops the parser; data_received answers 431
         self._reading_headers = False
         self._header_bytes = 0
         self.limits.forget(self)        # busy: not a candidate to make room
@@ -234,3 +259,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if (cycle is not None and cycle.response_complete and not cycle.more_body and not self.pipeline
                 and not self._reading_headers and not self.transport.is_closing()):
             self.limits.idle[self] = None
+
+
+class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
+    async def send(self, message) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True   # answered (and closed): nothing left to complete

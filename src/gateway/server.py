@@ -75,7 +75,7 @@ def serve(app, sock: socket.socket, settings: GatewaySettings, problems=None) ->
     import uvicorn
     import uvloop
 
-    from gateway.connections import ConnectionLimits, bounded_protocol
+    from gateway.connections import ConnectionLimits, QuietWebSocketProtocol, bounded_protocol
     from gateway.problems import ProblemLog
 
     max_connections = min(settings.max_connections, max(64, open_file_limit() - RESERVED_FILES))
@@ -88,7 +88,8 @@ def serve(app, sock: socket.socket, settings: GatewaySettings, problems=None) ->
         keep_alive_requests=settings.keep_alive_requests,
         problems=problems or ProblemLog(logging.getLogger("gateway"), settings.log_window_seconds))
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=False, loop="uvloop",
-                            http=bounded_protocol(limits), ws="websockets-sansio", lifespan="on", backlog=4096,
+                            http=bounded_protocol(limits), ws=QuietWebSocketProtocol, ws_max_size=64 * 1024,
+                            lifespan="on", backlog=4096,
                             timeout_keep_alive=settings.keep_alive_timeout, limit_concurrency=None,
                             proxy_headers=False, server_header=False, date_header=False)
     server = uvicorn.Server(config)
