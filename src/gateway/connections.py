@@ -37,6 +37,11 @@ where they belong (an ASGI app only sees a request once its headers are complete
 - Problems (invalid requests, timeouts, refusals) go to ``gateway.problems``: logged once per
   window with a count, never once per request.
 
+Deadlines are timestamps checked by one sweep over the connections every ``tick`` seconds
+(a quarter of the shortest timeout, at most 0.5 s), not a timer per request: arming and
+cancelling two ``call_later`` handles per request cost about 20% of a bare endpoint's CPU
+(``python -m benchmarks.gateway --protocol``). A timeout fires up to ``tick`` late.
+
 ``QuietWebSocketProtocol`` is uvicorn's websockets-sansio protocol without one log line per
 refused handshake: uvicorn 0.54 logs "ASGI callable returned without completing handshake" (an
 error) after every ``websocket.http.response`` (our 401/403/404 to a listener), although that
@@ -58,7 +63,8 @@ log = logging.getLogger("gateway.connections")
 
 
 class ConnectionLimits:
-    """The limits, and the connections that could make room at the cap (shared by one server's connections)."""
+    """The limits, the deadlines' sweep, and the connections that could make room at the cap
+    (one per server, shared by its connections)."""
 
     def __init__(self, max_connections: int = 4096, header_timeout: float = 10.0, body_timeout: float = 10.0,
                  max_header_bytes: int = 16 * 1024, keep_alive_requests: int = 1000,
@@ -69,14 +75,25 @@ class ConnectionLimits:
         self.max_header_bytes = max_header_bytes
         self.keep_alive_requests = keep_alive_requests
         self.problems = problems or ProblemLog(log)
+        self.tick = max(0.05, min(0.5, header_timeout / 4, body_timeout / 4))
+        self.watched: set = set()          # HTTP connections (web sockets leave once upgraded)
         # connections without a request in progress, oldest first: first the ones that never
         # completed a request, then the ones idle between requests
         self.fresh: OrderedDict = OrderedDict()
         self.idle: OrderedDict = OrderedDict()
         self.evicted = 0
         self.refused = 0
+        self._sweeping: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, connection, loop: asyncio.AbstractEventLoop) -> None:
+        self.watched.add(connection)
+        self.fresh[connection] = None
+        if self._sweeping is not loop:
+            self._sweeping = loop
+            loop.call_later(self.tick, self._sweep, loop)
 
     def forget(self, connection) -> None:
+        self.watched.discard(connection)
         self.fresh.pop(connection, None)
         self.idle.pop(connection, None)
 
@@ -88,6 +105,12 @@ class ConnectionLimits:
                 return connection
         return None
 
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in [c for c in self.watched if c._deadline is not None and c._deadline <= now]:
+            connection._expire()
+        loop.call_later(self.tick, self._sweep, loop)
+
 
 def bounded_protocol(limits: ConnectionLimits) -> type:
     """A ``HttpToolsProtocol`` subclass bound to these limits (one per server), for ``uvicorn.Config(http=...)``."""
@@ -96,14 +119,15 @@ def bounded_protocol(limits: ConnectionLimits) -> type:
 
 class BoundedHttpProtocol(HttpToolsProtocol):
     limits: ConnectionLimits
+    _deadline: float | None = None    # loop time at which _on_deadline runs (None: no deadline)
 
     # ---------------------------------------------------------- connections
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         limits = self.limits
-        self._deadline: asyncio.TimerHandle | None = None
         self._requests = 0
         self._header_bytes = 0
+        self._too_large = False
         self._reading_headers = True   # from connecting until the first request's headers are complete
         if len(self.connections) > limits.max_connections:
             victim = limits.victim()
@@ -117,27 +141,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             limits.problems.report("connection cap: closed idle", f"{limits.max_connections} connections open: "
                                    "closing the oldest idle ones to make room (--max-connections)")
             victim._close()
-        limits.fresh[self] = None
-        self._arm(limits.header_timeout, self._header_timeout)
+        limits.watch(self, self.loop)
+        self._set_deadline(limits.header_timeout, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
         self.limits.forget(self)
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
-        self._disarm()
+        self._deadline = None
         self.limits.forget(self)   # still counted in server_state.connections by the web socket protocol
         super().handle_websocket_upgrade()
 
     def _close(self) -> None:
-        self._disarm()
+        self._deadline = None
         self.limits.forget(self)
         if not self.transport.is_closing():
             self.transport.close()
 
     def _answer_and_close(self, status: int, body: bytes) -> None:
-        self._disarm()
+        self._deadline = None
         self.limits.forget(self)
         if self.transport.is_closing():
             return
@@ -146,18 +170,16 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             b"content-length: ", str(len(body)).encode(), b"\r\nconnection: close\r\n\r\n", body]))
         self.transport.close()
 
-    # --------------------------------------------------------------- timers
-    def _arm(self, seconds: float, callback) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, callback)
+    # ------------------------------------------------------------ deadlines
+    def _set_deadline(self, seconds: float, then) -> None:
+        self._deadline = self.loop.time() + seconds
+        self._on_deadline = then
 
-    def _disarm(self) -> None:
-        if getattr(self, "_deadline", None) is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _expire(self) -> None:
+        self._deadline = None
+        self._on_deadline()
 
     def _header_timeout(self) -> None:
-        self._deadline = None
         self.limits.problems.report("header timeout", "connections closed: no complete request headers within "
                                     f"{self.limits.header_timeout:g} s (--header-timeout)")
         if self._header_bytes:   # a request had begun
@@ -166,7 +188,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._close()
 
     def _body_timeout(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         self.limits.problems.report("body timeout", "requests answered 408: body not complete within "
                                     f"{self.limits.body_timeout:g} s (--body-timeout)")
@@ -182,10 +203,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     # -------------------------------------------------------------- parsing
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
+        self._chunk = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            if getattr(self, "_too_large", False):
+            if self._too_large:
                 self._refuse_large_headers()
                 return
             self.limits.problems.report("invalid HTTP request", "invalid HTTP requests answered 400 and closed")
@@ -202,6 +224,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse_large_headers()
 
+    def _unsupported_upgrade_warning(self) -> None:   # uvicorn logs this once per request
+        self.limits.problems.report("unsupported upgrade", "requests asked to upgrade to a protocol other than "
+                                    "web sockets: served as plain HTTP")
+
     def _refuse_large_headers(self) -> None:
         self.limits.problems.report("headers too large", "requests answered 431: request line and headers "
                                     f"over {self.limits.max_header_bytes} bytes (--max-header-bytes)")
@@ -209,44 +235,38 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_size = 0           # of this request's line and headers, as parsed
-        self._too_large = False
         if not self._reading_headers:   # a following request on a kept-alive connection
             self._reading_headers = True
             self._header_bytes = 0
-            self._arm(self.limits.header_timeout, self._header_timeout)
-
-    def on_url(self, url: bytes) -> None:
-        self._header_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_size += len(name) + len(value) + 4
-        super().on_header(name, value)
+            self._set_deadline(self.limits.header_timeout, self._header_timeout)
 
     def on_headers_complete(self) -> None:
-        if self._header_size > self.limits.max_header_bytes:   # complete, but too large: the app never sees it
-            self._too_large = True
-            raise ValueError("request headers too large")     # stops the parser; data_received answers 431
+        if (self._header_bytes + self._chunk > self.limits.max_header_bytes   # (else they cannot be too large)
+                and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_header_bytes):
+            self._too_large = True             # complete, but too large: the app never sees them
+            raise ValueError("request headers too large")   # stops the parser; data_received answers 431
         self._reading_headers = False
         self._header_bytes = 0
-        self.limits.forget(self)        # busy: not a candidate to make room
+        limits = self.limits
+        limits.fresh.pop(self, None)     # busy: not a candidate to make room
+        limits.idle.pop(self, None)
         previous = self.cycle
         super().on_headers_complete()
-        if self.cycle is previous:      # a web socket upgrade: no HTTP request cycle
-            self._disarm()
+        if self.cycle is previous:       # a web socket upgrade: no HTTP request cycle
+            self._deadline = None
             return
         self._requests += 1
-        if self._requests >= self.limits.keep_alive_requests:
+        if self._requests >= limits.keep_alive_requests:
             self.cycle.keep_alive = False
-        self._arm(self.limits.body_timeout, self._body_timeout)
+        self._set_deadline(limits.body_timeout, self._body_timeout)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self.cycle is not None and self.cycle.response_complete:
-            self.cycle.more_body = False   # answered early (401, 413): uvicorn leaves this unset
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete:
+            cycle.more_body = False      # answered early (401, 413): uvicorn leaves this unset
         if not self._reading_headers:
-            self._disarm()
+            self._deadline = None
             self._maybe_idle()
 
     def on_response_complete(self) -> None:
