@@ -275,3 +275,33 @@ def test_thousands_of_idle_and_half_open_connections_do_not_starve_authenticated
     assert final["opened"] > connections     # the gateway made room by closing flood connections
     assert max(latencies) < 10
     assert len(read_spool(tmp_path, "demo")) == 20
+
+
+def test_problem_log_logs_a_kind_once_per_window_then_its_count():
+    import logging
+
+    from gateway.problems import ProblemLog
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("test.problems")
+    logger.addHandler(Keep())
+    logger.propagate = False
+    now = [0.0]
+    problems = ProblemLog(logger, window_seconds=60, clock=lambda: now[0])
+    for _ in range(1000):
+        problems.report("bad request", "bad requests answered 400")
+    problems.report("timeout", "a timeout")
+    assert records == ["bad requests answered 400", "a timeout"]
+    now[0] = 30
+    problems.flush()                       # the window has not ended: nothing yet
+    assert len(records) == 2
+    now[0] = 61
+    problems.report("bad request", "bad requests answered 400")   # a new window: the count, then the message
+    assert records[2:] == ["bad request: 999 more times in the last 60 s", "bad requests answered 400"]
+    problems.flush(force=True)             # at shutdown: only kinds with a count to tell
+    assert len(records) == 4 and problems.total == {"bad request": 1001, "timeout": 1}
