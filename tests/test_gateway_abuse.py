@@ -1,7 +1,6 @@
 """The gateway bounded under abuse (issue 11 point 3), over real sockets: timeouts, caps, floods, bad headers."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re

@@ -7,15 +7,12 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 
 import httpx
-import orjson
 import pytest
 
-from controlplane.project import Project
 from gateway.settings import GatewaySettings
-from gateway_helpers import SIMULATOR, GatewayProcess, make_project, read_spool, repo_env, simulator_event
+from gateway_helpers import GatewayProcess, make_project, read_spool, repo_env, simulator_event
 
 
 def settings_flags() -> set[str]:
@@ -94,13 +91,11 @@ def test_a_busy_port_is_one_line_naming_it_before_anything_starts(tmp_path):
         taken.listen()
         port = str(taken.getsockname()[1])
         for command in (["gateway"], ["cli", "gateway"], ["cli", "local"]):
-            started = time.monotonic()
             proc = subprocess.run([sys.executable, "-m", *command, "--project-dir", str(tmp_path), "--port", port],
                                   env=repo_env(), capture_output=True, text=True, timeout=60)
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 2 and len(lines) == 1, (command, proc.stderr)
             assert f"port {port}" in lines[0] and "--port" in lines[0] and "in use" in lines[0], lines
-            assert time.monotonic() - started < 20
     assert not exports.exists()                          # no exporter was probed
     assert not (tmp_path / "spool").exists()             # no gateway started
 

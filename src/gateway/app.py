@@ -61,7 +61,6 @@ from gateway.settings import GatewaySettings
 from gateway.spool import Spool
 from gateway.tail import tail_jsonl, visible_jsonl
 
-log = logging.getLogger(__name__)
 
 JSON = "application/json"
 AVRO_BINARY = "application/x-avro-binary"
@@ -439,7 +438,6 @@ class GatewayApp:
                     await send({"type": "websocket.close", "code": 1000})
                 except Exception:  # already closed by the peer
                     pass
-
 
     def _verify(self, token: bytes) -> str:
         """The pipeline of a bearer token (the bytes after "Bearer "); 401 for anything else."""
