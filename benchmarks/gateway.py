@@ -2,6 +2,7 @@
 
     python -m benchmarks.gateway                      # about 2 minutes; prints a table and ratios
     python -m benchmarks.gateway --rates 1000,10000 --seconds 3 --rounds 1
+    python -m benchmarks.gateway --protocol           # what gateway.connections' limits cost (bare endpoint)
 
 Both servers run on the same stack (``gateway.server.serve``: uvicorn, uvloop, httptools, one
 process) pinned to CPU 0; the load comes from a separate process pinned to CPU 1, on loopback
