@@ -163,10 +163,14 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         expected = error.schema.get(error.validator)
         if error.validator == "enum":
             expected = ", ".join(map(str, expected))
-        elif error.validator == "pattern":
-            expected = f"the pattern {expected}"
-        return path, f"{_shown(error.instance)} does not fit: {error.validator} {expected}"
+        description = error.schema.get("description")
+        # writeOnly (JSON Schema: a sensitive value, e.g. credentials): the value is never shown back
+        shown = "the value" if error.schema.get("writeOnly") else _shown(error.instance)
+        return path, (f"{shown} does not fit: {error.validator} {expected}"
+                      + (f" ({description})" if description else ""))
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if isinstance(error.schema, dict) and error.schema.get("writeOnly"):
+        return path, f"the value does not fit: {error.validator}" + (f" ({description})" if description else "")
     problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return path, problem + (f" ({description})" if description else "")
 
