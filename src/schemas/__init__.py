@@ -68,9 +68,12 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 def _shown(value) -> str:
+    """A key or value as a message may show it: at most _SHOWN characters, printable ASCII (others
+    escaped as \\uXXXX; a backslash stays one, so a regex reads as written)."""
     text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+    cut = len(text) > _SHOWN
+    text = "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text[:_SHOWN])
+    return text[:_SHOWN] + "..." if cut or len(text) > _SHOWN else text
 
 
 def _json_path(parts) -> str:
