@@ -6,9 +6,9 @@
     entry = await registry.resolve(b"acme/Shop/1.0.0")   # loads off the event loop; or raises Refused
     parse_ref(b"../../etc/passwd")                        # Refused(400): not handle/name/version
 
-A ``Strm-Schema-Ref`` header is a *reference*, ``handle/name/version``, and nothing else: each of
-handle and name is 1-64 of letters, digits, ``_``, ``-`` and ``.`` and does not start with a dot
-(so no ``..``), the version is ``major.minor.patch``, the whole at most ``MAX_REF_CHARS``
+A ``Strm-Schema-Ref`` header is a *reference*, ``handle/name/version``, and nothing else
+(``contracts.loader.REF_PATTERN``: handle and name of letters, digits, ``_``, ``-`` and ``.``, not
+starting with a dot, so no ``..``; the version ``major.minor.patch``), at most ``MAX_REF_CHARS``
 characters of ASCII. Anything else is a 400 before any file is looked at. A reference names one
 file, ``<directory>/<handle>/<name>/<version>.yaml``, in the registry's directories: the
 project's ``contracts/`` first, then the contracts shipped in ``contracts/`` (the package).
@@ -16,8 +16,12 @@ project's ``contracts/`` first, then the contracts shipped in ``contracts/`` (th
 Loading is off the event loop, in a small thread pool, and bounded: a file larger than
 ``max_bytes`` is refused from its size, without being read; a non-regular file (a FIFO, a
 device) is refused without blocking; the text goes through THE strict YAML loader
-(``schemas.load_strict_yaml``: no anchors or aliases, so no alias bombs, bounded depth) and the
-contract parser; the file's ``ref`` must be the reference asked for. Requests for a reference
+(``schemas.load_strict_yaml``: no anchors or aliases, so no alias bombs, bounded depth) and THE
+contract parser (``contracts.loader.parse_contract``: the JSON Schema, then the semantic
+checks); the file's ``ref`` must be the reference asked for. That is what
+``contracts.loader.load_contract_ref`` does, with two differences that the gateway needs: the
+size is checked before the file is read (``load_contract_ref`` reads it whole first), and the
+file's signature is kept to notice a change; the gateway does not follow ``CONTRACTS_PATH``. Requests for a reference
 that is loading wait for that one load. A refused or unknown reference is remembered for
 ``ttl_seconds`` (the negative cache: bounded to ``max_entries``, least recently used out first,
 and holding only a status and a short message, never a traceback), and a known contract's file
@@ -35,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import stat
 import time
 from collections import OrderedDict
@@ -44,15 +47,13 @@ from pathlib import Path
 from typing import Callable
 
 from contracts.loader import PACKAGE_DIR as SHIPPED_CONTRACTS
-from contracts.loader import ContractError, parse_contract
+from contracts.loader import REF_PATTERN, ContractError, parse_contract
 from gateway.problems import ProblemLog
 from schemas import SchemaError, load_strict_yaml
 
 log = logging.getLogger(__name__)
 
-MAX_REF_CHARS = 160
-_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
-REF_PATTERN = re.compile(rf"({_PART})/({_PART})/(\d{{1,9}}\.\d{{1,9}}\.\d{{1,9}})")
+MAX_REF_CHARS = 231   # the longest reference REF_PATTERN allows: 100 + 1 + 100 + 1 + 29
 BAD_REF_MESSAGE = (f"Strm-Schema-Ref must be a contract reference handle/name/version (e.g. acme/Shop/1.0.0) of "
                    f"at most {MAX_REF_CHARS} characters: letters, digits, '_', '-' and '.'")
 MAX_LOADING = 64     # distinct references loading at once; more get 503
@@ -74,7 +75,7 @@ def parse_ref(raw: bytes | str) -> str:
     if len(raw) > MAX_REF_CHARS or not raw.isascii():
         raise Refused(400, BAD_REF_MESSAGE)
     text = raw.decode("ascii")
-    if REF_PATTERN.fullmatch(text) is None:
+    if REF_PATTERN.fullmatch(text) is None:   # fullmatch: not even a trailing newline
         raise Refused(400, BAD_REF_MESSAGE)
     return text
 
@@ -109,10 +110,7 @@ def load_contract_file(path: Path, ref: str, max_bytes: int):
     except UnicodeDecodeError:
         raise ValueError("the file is not UTF-8 text") from None
     try:
-        mapping = load_strict_yaml(text, ref, max_bytes=max_bytes)
-        if not isinstance(mapping, dict):
-            raise ValueError("a contract must be a YAML mapping")
-        contract = parse_contract(mapping, source=ref)
+        contract = parse_contract(load_strict_yaml(text, ref, max_bytes=max_bytes), source=ref)
     except (SchemaError, ContractError) as exc:
         raise ValueError(str(exc)) from None
     if contract.ref != ref:
