@@ -164,22 +164,28 @@ def too_late_counts(dead_letter_rows) -> dict[str, int]:
 def summarize(root: str) -> list[tuple[str, int, int | None]]:
     """(folder, rows, too-late events) for each output under a streaming job's output root: read from the
     files, so it works on every runner (the DirectRunner loses counters after its first watermark step)."""
+    import os
+
     from cli.jsonl_files import expand_paths, read_jsonl   # the one reader of JSONL folders, local or remote
     root = root.rstrip("/")
 
     def rows(folder: str) -> list[dict]:
-        return [row for _, _, row in read_jsonl([f"{root}/{folder}"])]
+        files = [path for path in expand_paths([f"{root}/{folder}"]) if "://" in path or os.path.isfile(path)]
+        return [row for _, _, row in read_jsonl(files)]
 
     dead = rows(DEAD_LETTERS)
     late = too_late_counts(dead)
-    streams = sorted({path[len(root) + 1:].split("/")[1] for path in expand_paths([f"{root}/{STREAMS}"])})
+    streams = sorted({path[len(root) + 1:].split("/")[1] for path in expand_paths([f"{root}/{STREAMS}"])
+                      if path.startswith(f"{root}/{STREAMS}/") and path.count("/") > root.count("/") + 2})
     summary = [(f"{root}/{name}/", len(rows(name)), late.get(name, 0))
                for name in [ENCRYPTED] + [f"{STREAMS}/{stream}" for stream in streams]]
     return summary + [(f"{root}/{KEYS}/", len(rows(KEYS)), None), (f"{root}/{DEAD_LETTERS}/", len(dead), None)]
 
 
 def main(argv: list[str] | None = None, echo=print) -> int:
+    """``python -m pipelines.streaming summary OUTPUT_ROOT``."""
     import argparse
+    import os
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.streaming",
         description="Summarize a streaming job's output root: rows in each output and, per output, the events "
@@ -188,6 +194,9 @@ def main(argv: list[str] | None = None, echo=print) -> int:
     summary = commands.add_parser("summary", help="rows and too-late events per output")
     summary.add_argument("root", help="the job's --output (a local path or gs://, s3://, azfs://)")
     args = parser.parse_args(argv)
+    if "://" not in args.root and not os.path.isdir(args.root):
+        echo(f"error: {args.root} is not a directory (give the job's --output)")
+        return 2
     rows = summarize(args.root)
     width = max(len(folder) for folder, _, _ in rows)
     echo(f"{'output':<{width}}  {'rows':>10}  {'too late':>10}")

@@ -298,14 +298,33 @@ class _ProcessingTimeBatchesFn(beam.DoFn):
         yield from paths
 
 
-def _directories(directories: list[str] | str) -> list[str]:
-    directories = [directories] if isinstance(directories, str) else list(directories)
-    if not directories:
-        raise ValueError("a writer needs at least one directory")
-    return [d.rstrip("/") for d in directories]
+class _ShardedJsonlWriter(beam.PTransform):
+    """What both writers share: directories, file names, shards; elements keyed by shard in the global window."""
+
+    def __init__(self, directories: list[str] | str, interval: int, kind: str, run_id: str | None, shards: int,
+                 max_bytes: int, counter: str | None, counters: list[str] | None):
+        super().__init__()
+        directories = [directories] if isinstance(directories, str) else list(directories)
+        if not directories:
+            raise ValueError("a writer needs at least one directory")
+        if interval < 1 or shards < 1:
+            raise ValueError("interval must be >= 1 s and shards >= 1")
+        self.directories = [d.rstrip("/") for d in directories]
+        self.interval, self.shards = int(interval), int(shards)
+        self.kind = kind
+        self.run_id = run_id or str(uuid.uuid4())
+        self.max_bytes = max_bytes
+        self.counter = counter or self.directories[0].rsplit("/", 1)[-1]
+        self.counters = counters or [self.counter] * len(self.directories)
+
+    def _by_shard(self, pcoll):
+        return (pcoll
+                | "InGlobalWindow" >> beam.WindowInto(GlobalWindows())
+                | "AssignShard" >> beam.ParDo(_AssignShardFn(self.shards)).with_output_types(
+                    typing.Tuple[int, typing.Any]))
 
 
-class WriteWindowedJsonl(beam.PTransform):
+class WriteWindowedJsonl(_ShardedJsonlWriter):
     """Writes admitted events as JSONL file sets per event-time export window to one or more directories."""
 
     FILES = "files"
@@ -315,53 +334,27 @@ class WriteWindowedJsonl(beam.PTransform):
                  kind: str = "stream", run_id: str | None = None, shards: int = 1,
                  max_bytes: int = DEFAULT_MAX_BYTES, counter: str | None = None,
                  counters: list[str] | None = None):
-        super().__init__()
-        self.directories = _directories(directories)
-        if interval < 1 or allowed_lateness < 0 or shards < 1:
-            raise ValueError("interval must be >= 1 s, allowed_lateness >= 0 s and shards >= 1")
-        self.interval, self.allowed_lateness, self.shards = int(interval), int(allowed_lateness), int(shards)
-        self.kind = kind
-        self.run_id = run_id or str(uuid.uuid4())
-        self.max_bytes = max_bytes
-        self.counter = counter or self.directories[0].rsplit("/", 1)[-1]
-        self.counters = counters or [self.counter] * len(self.directories)
+        super().__init__(directories, interval, kind, run_id, shards, max_bytes, counter, counters)
+        if allowed_lateness < 0:
+            raise ValueError("allowed_lateness must be >= 0 s")
+        self.allowed_lateness = int(allowed_lateness)
 
     def expand(self, events):
         writer = _ExportWindowsFn(self.directories, self.counters, self.interval, self.allowed_lateness, self.kind,
                                   self.run_id, self.max_bytes, self.counter)
-        return (
-            events
-            | "InGlobalWindow" >> beam.WindowInto(GlobalWindows())
-            | "AssignShard" >> beam.ParDo(_AssignShardFn(self.shards)).with_output_types(
-                typing.Tuple[int, typing.Any])
-            | "WriteDueWindows" >> beam.ParDo(writer).with_outputs(self.AFTER_CLOSE, main=self.FILES)
-        )
+        return self._by_shard(events) | "WriteDueWindows" >> beam.ParDo(writer).with_outputs(
+            self.AFTER_CLOSE, main=self.FILES)
 
 
-class WriteProcessingTimeJsonl(beam.PTransform):
+class WriteProcessingTimeJsonl(_ShardedJsonlWriter):
     """Writes rows (keys, dead letters) as JSONL file sets per processing-time interval; returns the paths."""
 
     def __init__(self, directories: list[str] | str, interval: int, kind: str, run_id: str | None = None,
                  shards: int = 1, max_bytes: int = DEFAULT_MAX_BYTES, counter: str | None = None,
                  counters: list[str] | None = None):
-        super().__init__()
-        self.directories = _directories(directories)
-        if interval < 1 or shards < 1:
-            raise ValueError("interval must be >= 1 s and shards >= 1")
-        self.interval, self.shards = int(interval), int(shards)
-        self.kind = kind
-        self.run_id = run_id or str(uuid.uuid4())
-        self.max_bytes = max_bytes
-        self.counter = counter or self.directories[0].rsplit("/", 1)[-1]
-        self.counters = counters or [self.counter] * len(self.directories)
+        super().__init__(directories, interval, kind, run_id, shards, max_bytes, counter, counters)
 
     def expand(self, rows):
         writer = _ProcessingTimeBatchesFn(self.directories, self.counters, self.interval, self.kind, self.run_id,
                                           self.max_bytes, self.counter)
-        return (
-            rows
-            | "InGlobalWindow" >> beam.WindowInto(GlobalWindows())
-            | "AssignShard" >> beam.ParDo(_AssignShardFn(self.shards)).with_output_types(
-                typing.Tuple[int, typing.Any])
-            | "WriteBatches" >> beam.ParDo(writer)
-        )
+        return self._by_shard(rows) | "WriteBatches" >> beam.ParDo(writer)
