@@ -18,6 +18,7 @@ import apache_beam as beam
 
 from contracts.batch_input import BatchInput
 from pipelines.config import PipelineConfig
+from privacy.kek import prepare_kek
 from transforms.encrypt import EncryptPii, KeyRingSpec
 from transforms.privacy_streams import PrivacyStreams
 from transforms.read_input import ReadBatchInput
@@ -37,6 +38,7 @@ def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None =
     ``admit`` (streaming: ``transforms.lateness.AdmitInTime``) takes the valid events before they are
     encrypted and fanned out; its ADMITTED output goes on, its TOO_LATE rows join the dead letters."""
     contracts = {config.contract.ref: config.contract}
+    prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once: workers only open it
     keys = key_ring_spec(config)
     checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
     valid, too_late = checked[ValidateEvents.VALID], []
