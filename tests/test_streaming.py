@@ -133,6 +133,13 @@ def transaction_ids(out: Path, folder: str) -> list[str]:
     return sorted(e["transactionId"] for _, _, e in read_jsonl([str(out / folder)]))
 
 
+def position_of(row: dict) -> str:
+    """The message a too-late row names: its position once validation passes positions on (i10-rows), else the
+    event's nonce, which these tests set to 1000 + the message number."""
+    position = row["position"]
+    return f"m:{int(position[len('nonce:'):]) - 1000}" if position.startswith("nonce:") else position
+
+
 def seconds(text: str) -> float:
     return at(text) / 1000
 
@@ -157,7 +164,7 @@ def test_an_event_late_within_lateness_is_exported_a_later_one_is_one_dead_lette
     assert files_by_window(out, "encrypted") == {"2024-03-09T23:57:00": ["1", "2"], "2024-03-09T23:59:00": ["4"]}
     assert files_by_window(out, "streams/webshop-2") == {"2024-03-09T23:57:00": ["1"]}
     [row] = dead_letter_rows(out)        # one row for the event, not one per output
-    assert row["position"] == "nonce:1003" and row["stage"] == "export" and row["outputs"] == ALL_OUTPUTS
+    assert position_of(row) == "m:3" and row["stage"] == "export" and row["outputs"] == ALL_OUTPUTS
     assert row["window"] == "2024-03-09T23:57:00" and row["eventContractRef"] == WEBSHOP
     assert "too late for export window 2024-03-09T23:57:00 (+60 s)" in row["reason"]
     assert "u1" not in json.dumps(row)   # no values, only the position
@@ -189,7 +196,7 @@ def test_a_late_event_for_a_window_without_in_time_events_is_a_dead_letter_and_w
         assert "3" not in transaction_ids(out, folder)
     assert files_by_window(out, "encrypted") == {"2024-03-09T23:57:00": ["1"], "2024-03-09T23:59:00": ["2"]}
     [row] = dead_letter_rows(out)
-    assert (row["position"], row["window"], row["outputs"]) == ("nonce:1003", "2024-03-09T23:58:00", ALL_OUTPUTS)
+    assert (position_of(row), row["window"], row["outputs"]) == ("m:3", "2024-03-09T23:58:00", ALL_OUTPUTS)
 
 
 def test_a_late_event_for_a_window_with_events_for_some_outputs_only_is_in_none_of_them(tmp_path):
@@ -207,7 +214,7 @@ def test_a_late_event_for_a_window_with_events_for_some_outputs_only_is_in_none_
         "2024-03-09T23:57:00": ["1", "2"]}
     assert files_by_window(out, "streams/webshop-2") == {}   # not published where encrypted/ rejected it
     [row] = dead_letter_rows(out)
-    assert row["position"] == "nonce:1003" and row["outputs"] == ALL_OUTPUTS
+    assert position_of(row) == "m:3" and row["outputs"] == ALL_OUTPUTS
 
 
 def test_when_the_first_event_of_a_customer_day_is_too_late_keys_still_decrypt_every_exported_event(tmp_path):
@@ -224,7 +231,7 @@ def test_when_the_first_event_of_a_customer_day_is_too_late_keys_still_decrypt_e
               .advance_watermark_to_infinity())
     out = run_streaming(tmp_path, stream)
     assert transaction_ids(out, "encrypted") == ["2", "3", "4"]
-    assert [row["position"] for row in dead_letter_rows(out)] == ["nonce:1001"]
+    assert [position_of(row) for row in dead_letter_rows(out)] == ["m:1"]
     assert key_pairs(tmp_path) == [("u1", "2024-03-10", ("u1",)), ("u3", "2024-03-10", ("u3",))]
     keys_csv, decrypted = tmp_path / "keys.csv", tmp_path / "decrypted.jsonl"
     assert pstream(["keys", "export", str(out / "keys"), "--kek", f"local://{tmp_path / 'kek.json'}",
@@ -247,9 +254,9 @@ def test_a_late_invalid_event_is_exactly_one_dead_letter(tmp_path):
               .add_elements([message("m:2", invalid), message("m:3", shop_event(3, "u1", "2024-03-09 23:57:30", [1]))])
               .advance_watermark_to_infinity())
     out = run_streaming(tmp_path, stream)
-    rows = sorted((row["position"], row["stage"]) for row in dead_letter_rows(out))
+    rows = sorted((position_of(row), row["stage"]) for row in dead_letter_rows(out))
     # the invalid one: its validation row (as in a batch run), no second one for lateness; the valid one: export
-    assert rows == [("m:2", "validate"), ("nonce:1003", "export")]
+    assert rows == [("m:2", "validate"), ("m:3", "export")]
     assert transaction_ids(out, "encrypted") == ["1"]
 
 
@@ -337,7 +344,11 @@ def test_the_adversarial_day(tmp_path):
     out = run_streaming(stream_root, adversarial_stream(messages), flags=["--export_shards=2"])
 
     exported = {e["transactionId"]: e for k, e in kinds.values() if k in ("in time", "late")}
-    rejected = {e["strmMeta"]["nonce"]: e for k, e in kinds.values() if k == "too late"}
+    rejected = {position: e for position, (k, e) in kinds.items() if k == "too late"}
+    by_nonce = {f"nonce:{e['strmMeta']['nonce']}": position for position, e in rejected.items()}
+
+    def message_of(row):   # a too-late row names its message, or (before i10-rows) its event's nonce
+        return by_nonce.get(row["position"], row["position"])
     # every in-time and within-lateness event exactly once in encrypted/, no too-late one
     assert transaction_ids(out, "encrypted") == sorted(exported) and len(exported) == 227
     for name, level in (("streams/webshop-1", 1), ("streams/webshop-2", 2)):
@@ -357,17 +368,16 @@ def test_the_adversarial_day(tmp_path):
     assert len(dead) == 11
     by_stage = {}
     for row in dead:
-        by_stage.setdefault(row["stage"], []).append(row["position"])
+        by_stage.setdefault(row["stage"], []).append(message_of(row))
     assert sorted(by_stage["read"]) == [p for p, (k, e) in kinds.items() if isinstance(e, bytes)]
     assert sorted(by_stage["validate"]) == sorted(p for p, (k, e) in kinds.items()
                                                   if k == "invalid" and isinstance(e, dict))
-    assert sorted(by_stage["export"]) == sorted(f"nonce:{nonce}" for nonce in rejected)
+    assert sorted(by_stage["export"]) == sorted(rejected)
     expected_outputs = {}
-    for nonce, event in rejected.items():
+    for position, event in rejected.items():
         top = max(event["strmMeta"]["consentLevels"] or [0])
-        expected_outputs[f"nonce:{nonce}"] = ["encrypted"] + [f"streams/webshop-{level}" for level in (1, 2)
-                                                              if top >= level]
-    assert {row["position"]: row["outputs"] for row in dead if row["stage"] == "export"} == expected_outputs
+        expected_outputs[position] = ["encrypted"] + [f"streams/webshop-{level}" for level in (1, 2) if top >= level]
+    assert {message_of(row): row["outputs"] for row in dead if row["stage"] == "export"} == expected_outputs
     late_windows = {row["window"] for row in dead if row["stage"] == "export"}
     assert {"2024-03-10T00:04:00", "2024-03-09T23:55:00", "2024-03-10T00:00:00"} <= late_windows
     # too-late counts per output, from the files

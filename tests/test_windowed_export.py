@@ -154,6 +154,28 @@ def test_every_shard_decides_alike_even_one_without_events_of_its_own(tmp_path):
     assert len({_shard_of(e.value, 4) for e in late}) == 4              # the late events reached every shard
 
 
+def test_position_event_pairs_pass_as_they_came_and_too_late_rows_name_the_position():
+    from apache_beam.testing.util import assert_that, equal_to
+
+    def pair(position, n, second):
+        value = event(n, second)
+        return TimestampedValue((position, value.value), value.timestamp)
+
+    stream = (EventStream()
+              .advance_watermark_to(T0)
+              .add_elements([pair("in.jsonl:1", 1, 10)])
+              .advance_watermark_to(T0 + 90)                     # window 0 closed at 60 + 30
+              .add_elements([pair("in.jsonl:2", 2, 20), pair("in.jsonl:3", 3, 70)])
+              .advance_watermark_to_infinity())
+    p = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    decided = p | stream | AdmitInTime([60], 30, 2, outputs_of)
+    assert_that(decided[AdmitInTime.ADMITTED] | beam.Map(lambda pair: (pair[0], pair[1]["n"])),
+                equal_to([("in.jsonl:1", 1), ("in.jsonl:3", 3)]))
+    assert_that(decided[AdmitInTime.TOO_LATE] | beam.Map(lambda row: (row["position"], row["outputs"])),
+                equal_to([("in.jsonl:2", ["a"])]), label="TooLate")
+    p.run().wait_until_finish()
+
+
 def test_writer_shards_write_one_file_each_per_window_and_big_files_roll(tmp_path):
     stream = (EventStream()
               .advance_watermark_to(T0)

@@ -6,6 +6,9 @@
     decided[AdmitInTime.ADMITTED]   # the events in time for every export window they belong to, timestamps kept
     decided[AdmitInTime.TOO_LATE]   # one dead-letter row per too-late event, naming the outputs it is in none of
 
+Elements are events (dicts with ``strmMeta``) or (position, event) pairs; they leave as they came.
+A too-late row names the pair's position, or ``nonce:<strmMeta.nonce>`` for a bare event.
+
 **The rule.** An event's export windows are the fixed windows of event time (the element
 timestamp, ``strmMeta.timestamp``) of each interval in ``intervals`` (the output root's and each
 exporter's), aligned on the epoch. The window that ends first decides: the event *closes* at
@@ -25,8 +28,8 @@ possible close time (every window end + lateness of every interval), re-armed wh
 it is too late. A pending tick also holds this stage's output watermark below the next close, so
 the writers downstream (``transforms.windowed_export``), which write a window when the watermark
 passes its close, receive every admitted event of a window before they write it. Every bundle
-also sends each shard a *ping* (no event, the bundle's times), so that a shard that has not yet
-seen an event of its own starts ticking with the others.
+also sends each shard a *ping* (no event, the bundle's times; with more than one shard), so that
+a shard that has not yet seen an event of its own starts ticking with the others.
 
 Limits, by construction: (1) until a shard's first tick fires (the job's first events), there is
 no watermark history to compare with and events are admitted; (2) the ticker steps one close
@@ -86,13 +89,18 @@ class Closing:
         return min(((seconds - self.lateness) // i + 1) * i + self.lateness for i in self.intervals)
 
 
+def _event(element) -> dict:
+    """The event of an element: a bare event or a (position, event) pair."""
+    return element[1] if isinstance(element, tuple) else element
+
+
 def _shard_of(event: dict, shards: int) -> int:
     meta = event.get("strmMeta") or {}
     return zlib.crc32(f"{meta.get('nonce')}:{meta.get('timestamp')}".encode()) % shards
 
 
 class _ShardAndPingFn(beam.DoFn):
-    """event -> (shard, event); at the end of a bundle, (shard, latest close) to every shard."""
+    """element -> (shard, element); at the end of a bundle, (shard, latest close) to every shard."""
 
     def __init__(self, shards: int, closing: Closing):
         self.shards, self.closing = shards, closing
@@ -100,12 +108,12 @@ class _ShardAndPingFn(beam.DoFn):
     def start_bundle(self):
         self.earliest = self.latest = None
 
-    def process(self, event, timestamp=beam.DoFn.TimestampParam):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
         if self.earliest is None or timestamp < self.earliest:
             self.earliest = timestamp
         if self.latest is None or timestamp > self.latest:
             self.latest = timestamp
-        yield _shard_of(event, self.shards), event
+        yield _shard_of(_event(element), self.shards), element
 
     def finish_bundle(self):
         if self.earliest is None or self.shards == 1:
@@ -147,14 +155,15 @@ class _DecideFn(beam.DoFn):
                 end.set(_END_OF_TIME)
             next_tick.write(start)
             tick.set(Timestamp(seconds=start))
-        if not isinstance(value, dict):
+        if isinstance(value, int):
             return
         if closed is not None and close <= closed:
             yield from self._reject(value, timestamp)
             return
         yield value
 
-    def _reject(self, event: dict, timestamp: Timestamp):
+    def _reject(self, element, timestamp: Timestamp):
+        event = _event(element)
         start, interval = self.closing.window_of(timestamp)
         outputs = list(self.outputs_of(event))
         self.too_late.inc()
@@ -168,8 +177,9 @@ class _DecideFn(beam.DoFn):
         label = window_label(start)
         _LOG.warning("an event of export window %s came after the window's end plus %s s; exported to none of "
                      "its outputs", label, self.closing.lateness)
+        position = element[0] if isinstance(element, tuple) else f"nonce:{meta.get('nonce')}"
         row = dead_letter(
-            f"nonce:{meta.get('nonce')}", "export",
+            position, "export",
             f"too late for export window {label} (+{interval} s): the watermark had passed the window's end plus "
             f"the allowed lateness of {self.closing.lateness} s when it arrived; exported to none of its outputs "
             f"({', '.join(outputs) or 'none'})", meta.get("eventContractRef"))
