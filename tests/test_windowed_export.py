@@ -291,3 +291,35 @@ def test_closing_times_of_several_intervals_the_first_to_close_decides():
     assert closing.next_after(T0 + 70) == T0 + 90 + 10
     with pytest.raises(ValueError):
         Closing([], 10)
+
+
+def test_after_a_day_without_events_ticks_thin_out_an_event_brings_them_back_and_they_end():
+    from transforms.lateness import FINE_TICKS_FOR, _END_OF_TIME
+
+    closing = Closing([60], 30)
+    fn = _DecideFn(closing, outputs_of)
+    state = {"closed_until": _Value(), "next_tick": _Value(), "active_until": _Value(), "tick": _Timer(),
+             "end": _Timer()}
+    timer_state = {k: state[k] for k in ("closed_until", "next_tick", "active_until", "tick")}
+
+    def fire(most: int) -> list[int]:   # the watermark far ahead: each pending tick fires in turn
+        fired = []
+        while state["tick"].at is not None and len(fired) < most:
+            at, state["tick"].at = state["tick"].at, None
+            fired.append(at.micros // 1_000_000)
+            fn.advance(at, **timer_state)
+        return fired
+
+    list(fn.process((0, event(1, 5).value), Timestamp(T0 + 5), **state))
+    assert state["end"].at == _END_OF_TIME
+    fine = FINE_TICKS_FOR // 60
+    fired = fire(fine + 6)
+    steps = [b - a for a, b in zip(fired, fired[1:])]
+    assert set(steps[:fine]) == {60}                          # every close time while events are recent
+    assert steps[-1] > 2 * 86_400 and steps[-1] >= 1.9 * steps[-2]   # then ever further apart
+    # an event after the silence is judged against the last tick; ticks return to every close time
+    assert list(fn.process((0, event(2, 0).value), Timestamp(fired[-1] + 100), **state))
+    assert state["tick"].at == Timestamp(seconds=closing.next_after(fired[-1]))
+    assert fire(3) == [closing.next_after(fired[-1]) + 60 * i for i in range(3)]
+    # with no more events the ticks thin out again and stop before the end of time
+    assert len(fire(10_000)) < fine + 100 and state["tick"].at is None
