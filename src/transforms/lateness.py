@@ -25,9 +25,10 @@ event-time timer fired). So events are keyed by a shard (a hash of nonce and tim
 deterministic across retries) and each shard runs a *ticker*: an event-time timer at every
 possible close time (every window end + lateness of every interval), re-armed when it fires.
 ``closed_until`` is the latest close time whose timer fired: an event that closes at or before
-it is too late. A pending tick also holds this stage's output watermark below the next close, so
-the writers downstream (``transforms.windowed_export``), which write a window when the watermark
-passes its close, receive every admitted event of a window before they write it. Every bundle
+it is too late. A pending tick also holds this stage's output watermark at the next close, so
+the writers downstream (``transforms.windowed_export``), which write a window once the watermark
+has passed its close (1 µs after it), receive every admitted event of a window before they write
+it. Every bundle
 also sends each shard a *ping* (no event, the bundle's times; with more than one shard), so that
 a shard that has not yet seen an event of its own starts ticking with the others.
 
@@ -180,7 +181,7 @@ class _DecideFn(beam.DoFn):
         position = element[0] if isinstance(element, tuple) else f"nonce:{meta.get('nonce')}"
         row = dead_letter(
             position, "export",
-            f"too late for export window {label} (+{interval} s): the watermark had passed the window's end plus "
+            f"too late for export window {label} (+{interval} s): the watermark had reached the window's end plus "
             f"the allowed lateness of {self.closing.lateness} s when it arrived; exported to none of its outputs "
             f"({', '.join(outputs) or 'none'})", meta.get("eventContractRef"))
         yield beam.pvalue.TaggedOutput(AdmitInTime.TOO_LATE, {**row, "window": label, "outputs": outputs})
