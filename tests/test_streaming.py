@@ -295,24 +295,24 @@ def adversarial_day():
         if customer == "c3" and DAY_START + 600 <= t < C3_DAY_2_FROM:
             customer = "c1"
         consent = ([1] if i % 2 else []) if window == NO_WEBSHOP_2 else CONSENTS[i % 4]
-        add(window, shop_event(2000 + i, customer, _when(t), consent), "in time")   # a window at its start
+        add(window + 30, shop_event(2000 + i, customer, _when(t), consent), "in time")   # in its window
     for j in range(28):                                          # 30-59 s after their window's end
         window = windows[(5 * j) % 15]
-        t, lateness = window + 3 + j, 30 + 10 * (j % 3)
+        t, lateness = window + 3 + j, 30 if j % 3 else 50
         customer = ["c1", "c2", "c3"][j % 3] if window < DAY_START + 600 else ["c1", "c2"][j % 2]
         consent = [1] if window == NO_WEBSHOP_2 else CONSENTS[j % 4]
         add(window + 60 + lateness, shop_event(3000 + j, customer, _when(t), consent), "late")
     too_late = [  # (window, seconds after its end, customer, consent): 61-250 s after the window's end
-        (EMPTY, 70, "c1", [1, 2]), (NO_WEBSHOP_2, 100, "c2", [1, 2]), (DAY_START + 600, 70, "c3", [2]),
-        (WINDOWS[1], 130, "c1", []), (WINDOWS[3], 160, "c2", [1]), (WINDOWS[12], 220, "c1", [2]),
+        (EMPTY, 70, "c1", [1, 2]), (NO_WEBSHOP_2, 90, "c2", [1, 2]), (DAY_START + 600, 90, "c3", [2]),
+        (WINDOWS[1], 150, "c1", []), (WINDOWS[3], 210, "c2", [1]), (WINDOWS[12], 150, "c1", [2]),
         (WINDOWS[15], 250, "c2", [1])]
     for k, (window, lateness, customer, consent) in enumerate(too_late):
         add(window + 60 + lateness, shop_event(4000 + k, customer, _when(window + 20), consent), "too late")
     bad_size = shop_event(5000, "c1", _when(WINDOWS[2] + 5), [1], size="XXL")
-    add(WINDOWS[2], bad_size, "invalid")                                           # in time, regex failure
-    add(WINDOWS[6], {**shop_event(5001, "", _when(WINDOWS[6] + 5), [1]), "userId": ""}, "invalid")
-    add(WINDOWS[8], b"{not json", "invalid")                                       # not an event at all
-    add(WINDOWS[9] + 60 + 120, shop_event(5002, "c2", _when(WINDOWS[9] + 30), [2], size="XXL"), "invalid")
+    add(WINDOWS[2] + 30, bad_size, "invalid")                                           # in time, regex failure
+    add(WINDOWS[6] + 30, {**shop_event(5001, "", _when(WINDOWS[6] + 5), [1]), "userId": ""}, "invalid")
+    add(WINDOWS[8] + 30, b"{not json", "invalid")                                       # not an event at all
+    add(WINDOWS[9] + 60 + 150, shop_event(5002, "c2", _when(WINDOWS[9] + 30), [2], size="XXL"), "invalid")
     return messages, kinds
 
 
