@@ -32,16 +32,21 @@ def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
 
 
 def privacy_graph(pairs, config: PipelineConfig) -> dict:
-    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections."""
+    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections.
+
+    Positions travel with the events through every per-row stage, so each stage's dead letters
+    name ``file:line`` (or the message); the outputs hold plain events.
+    """
     contracts = {config.contract.ref: config.contract}
     keys = key_ring_spec(config)
     checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
     encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, keys)
-    streams = encrypted[EncryptPii.ENCRYPTED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
+    streams = encrypted[EncryptPii.POSITIONED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
     outputs = {
         ENCRYPTED: encrypted[EncryptPii.ENCRYPTED],
         KEYS: encrypted[EncryptPii.KEYS],
-        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], encrypted[EncryptPii.DEAD_LETTER]],
+        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], encrypted[EncryptPii.DEAD_LETTER],
+                       streams[PrivacyStreams.DEAD_LETTER]],
     }
     for spec in config.streams:
         outputs[f"{STREAMS}/{spec.name}"] = streams[spec.name]
