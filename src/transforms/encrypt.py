@@ -156,6 +156,8 @@ class _EncryptFn(beam.DoFn):
             if pair.__class__ is str:
                 yield self._reject(element, position, pair, _ref(event))
                 continue
+            if pair not in first_seen:  # the key row goes out even if this event then fails
+                first_seen[pair] = element
             try:
                 meta = event["strmMeta"]
                 key_link, key = keys[pair]
@@ -164,8 +166,6 @@ class _EncryptFn(beam.DoFn):
             except Exception as exc:  # the catch-all: class and stage, never the text
                 yield self._reject(element, position, self.failures.record(exc, position), _ref(event))
                 continue
-            if pair not in first_seen:
-                first_seen[pair] = element
             encrypted_count += 1
             yield element.with_value(encrypted)
             yield beam.pvalue.TaggedOutput(EncryptPii.POSITIONED, element.with_value((position, encrypted)))

@@ -56,6 +56,16 @@ def infer_format(pattern: str) -> str:
     return "csv"
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """The reader's complaint in words of our own (its messages are templates, but say it safely)."""
+    message = str(exc)
+    if message.startswith("field larger than field limit"):
+        return f"malformed CSV row: a value is longer than {csv.field_size_limit():,} characters"
+    if "NUL" in message:
+        return "malformed CSV row: it holds a NUL character"
+    return "malformed CSV row: quotes or line ends do not pair up"
+
+
 def duplicate_column(header: list[str], field_names=frozenset()) -> str | None:
     """The problem of a CSV header that names a column twice, or None; names only contract fields."""
     first: dict[str, int] = {}
@@ -85,7 +95,7 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
         except StopIteration:
             return
         except csv.Error as exc:
-            yield f"{path}:1", None, f"unreadable CSV header: {type(exc).__name__}"
+            yield f"{path}:1", None, f"unreadable CSV header: {_csv_problem(exc)}"
             return
         if header and header[0].startswith(BOM):
             header[0] = header[0][1:]
@@ -103,7 +113,7 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
         except StopIteration:
             return
         except csv.Error as exc:
-            yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
+            yield f"{path}:{line + 1}", None, _csv_problem(exc)
             line = first_line + reader.line_num
             continue
         position = f"{path}:{line + 1}"
