@@ -12,7 +12,8 @@ Two halves:
   call: ``csv_rows`` / ``jsonl_rows`` (read), ``BatchInput.to_event`` (convert) and
   ``ContractCheck`` (validate). Each row is an event or a dead-letter row, never another
   exception; reasons and messages never hold the marker; what is accepted is JSON-writable
-  exactly (no NaN turned to null, no integer beyond 64 bits, no lone surrogate).
+  exactly, as it is, encrypted and as each privacy stream shows it (no NaN turned to null, no
+  integer beyond 64 bits, no lone surrogate), so the writers' per-row work cannot fail.
 
 Unknown contract references are shown by design in a bounded form (``describe_ref``: at most
 the first 40 characters, sanitised, then a hash): the hostile references here put the marker
@@ -41,6 +42,9 @@ from contracts.events import EventError, EventValidator
 from contracts.strm_meta import SHOWN_REF_CHARS, describe_ref
 from pipelines.example_data import COLUMNS
 from pipelines.run import run
+from privacy.daead import SivKey
+from privacy.fields import FieldPlan
+from privacy.streams import StreamSpec
 from tests.conftest import WEBSHOP
 from transforms.read_input import csv_rows, jsonl_rows
 from transforms.validate import ContractCheck
@@ -328,8 +332,6 @@ def test_numbers_and_epoch_times_are_exact_or_dead_letters(tmp_path, caplog):
 # ------------------------------------------------------------------ the catch-alls keep positions
 def test_every_per_row_stage_has_a_catch_all_that_keeps_the_position(tmp_path, caplog, monkeypatch):
     """A failure no check foresaw, in each stage, is a dead letter with file:line and no text of it."""
-    from privacy.fields import FieldPlan
-
     def failing(original, trigger, exception):
         def wrapper(self, event, *args):
             if isinstance(event, dict) and event.get("transactionId") == trigger:
@@ -396,6 +398,8 @@ meta_dicts = st.dictionaries(
 
 
 VALIDATOR = EventValidator(CONTRACT)
+PLAN, KEY = FieldPlan(CONTRACT), SivKey.generate()
+STREAMS = [StreamSpec.cumulative("s-1", 1, masked_fields=("userId",), mask_seed=7), StreamSpec.cumulative("s-2", 2)]
 
 
 def settle(row) -> tuple[dict | None, dict | None]:
@@ -419,8 +423,12 @@ def settle(row) -> tuple[dict | None, dict | None]:
     if dead is not None:
         assert MARKER not in json.dumps(dead), dead
         return None, dead
-    assert orjson.loads(orjson.dumps(accepted)) == accepted  # writable exactly
     assert not [name for name in accepted if MARKER in name]
+    # what the writers get of it (the event, encrypted, and as each stream shows it) is JSON exactly:
+    # the writers' per-row work (orjson) cannot fail, and NaN cannot turn into null
+    encrypted = {**PLAN.encrypt(accepted, KEY), "strmMeta": {**accepted["strmMeta"], "keyLink": "k"}}
+    for record in (accepted, encrypted, *(PLAN.reveal(encrypted, KEY, spec) for spec in STREAMS)):
+        assert orjson.loads(orjson.dumps(record)) == record
     return accepted, None
 
 

@@ -148,15 +148,17 @@ def _plural(count: int, word: str) -> str:
 class _Level:
     """The checks of one object (the event, strmMeta or a NODE value), worked out once.
 
-    ``specs`` maps each field name to (path, repeated, ok, children, regexes, rule); ``present``
-    lists the fields that must have a value: (name, path, default). ``check`` walks the keys the
-    object has (usually few of strmMeta's), then the fields it must have: plain loops over tuples
-    with exact-class tests, which is what keeps it fast.
+    ``specs`` maps each field name to (path, repeated, ok, children, regexes, rule), ``plain`` the
+    single scalar fields without regexes to their test alone; ``present`` lists the fields that
+    must have a value: (name, path, default). ``check`` looks at the fields that must be there,
+    then walks the keys the object has (usually few of strmMeta's): plain loops, dict look-ups
+    and exact-class tests, which is what keeps it fast.
     """
 
     def __init__(self, parent: str):
         self.parent = parent
         self.specs: dict[str, tuple] = {}
+        self.plain: dict = {}  # name -> ok, for single scalar values without regexes: the common case
         self.present: list[tuple] = []
         self.known: frozenset = frozenset()
 
@@ -164,6 +166,8 @@ class _Level:
             children: "_Level | None" = None, regexes: tuple = ()) -> None:
         path = f"{self.parent}{name}"
         self.specs[name] = (path, repeated, rule.ok, children, regexes, rule)
+        if not repeated and children is None and not regexes:
+            self.plain[name] = rule.ok
         if required or default is not _NO_DEFAULT:
             self.present.append((name, path, default))
         self.known = frozenset(self.specs)
@@ -192,9 +196,15 @@ class _Level:
                 if out is None:
                     out = dict(record)
                 out[name] = default  # checked when the validator was built
-        specs = self.specs
+        specs, plain = self.specs, self.plain
         for name, value in record.items():
             if value is None:
+                continue
+            ok = plain.get(name)
+            if ok is not None:
+                if not ok(value):
+                    path, _, _, _, _, rule = specs[name]
+                    raise EventError(path, rule.problem(value))
                 continue
             path, repeated, ok, children, regexes, rule = specs[name]
             if repeated:
@@ -231,6 +241,7 @@ class _Level:
         """A level with just this field's checks (to check a contract's default value once)."""
         level = _Level(self.parent)
         level.specs = {name: self.specs[name]}
+        level.plain = {name: self.plain[name]} if name in self.plain else {}
         level.known = frozenset(level.specs)
         return level
 
