@@ -312,9 +312,12 @@ _FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]{1,400}(?:\.[0-9]{0,400})?|\.[0-9]{1,400
 _MAX_LITERAL_CHARS = 100_000  # the Python-literal fallback parses at most this much text
 
 
+_BLANKS = " \t\r\n"
+
+
 def parse_int(text: str) -> int:
-    """An integer from ASCII digits with an optional sign (surrounding blanks ignored); ValueError else."""
-    text = text.strip()
+    """An integer from ASCII digits with an optional sign (surrounding ASCII blanks ignored); ValueError else."""
+    text = text.strip(_BLANKS)
     if (text.isdigit() and text.isascii() and len(text) <= 30) or _INT_TEXT.fullmatch(text):
         return int(text)
     raise ValueError("not an integer")
@@ -322,7 +325,7 @@ def parse_int(text: str) -> int:
 
 def parse_float(text: str) -> float:
     """A float from a decimal literal ('1.5', '-2e3'); ValueError for 'nan', 'inf', '1_0' and others."""
-    text = text.strip()
+    text = text.strip(_BLANKS)
     if _FLOAT_TEXT.fullmatch(text):
         return float(text)  # may be inf (1e400): the validator refuses non-finite FLOATs
     raise ValueError("not a number")
