@@ -50,7 +50,6 @@ import orjson
 
 from contracts.avro import avro_schema
 from contracts.events import EventError, EventValidator
-from gateway.fastcheck import compile_fast_check
 from gateway.auth import TokenError, TokenIssuer
 from gateway.metrics import Metrics
 from controlplane.project import Project, ProjectError
@@ -83,13 +82,12 @@ class _Disconnected(Exception):
 class _Contract:
     """What the hot path needs of one contract: its validator and parsed Avro schema."""
 
-    __slots__ = ("ref", "validator", "fast", "avro", "active")
+    __slots__ = ("ref", "validator", "avro", "active")
 
     def __init__(self, contract):
         self.ref = contract.ref
         self.active = contract.is_active
         self.validator = EventValidator(contract)
-        self.fast = compile_fast_check(contract)
         self.avro = fastavro.parse_schema(avro_schema(contract))
 
 
@@ -313,20 +311,14 @@ class GatewayApp:
             raise _Reject(400, f"Event with schema: '{ref}': an event must be a JSON object")
         meta = event.get("strmMeta")
         if isinstance(meta, dict):
-            sent_ref = meta.get("eventContractRef")
-            if sent_ref is None:
-                meta["eventContractRef"] = ref
-            elif sent_ref != ref:
-                raise _Reject(400, f"Event with schema: '{ref}': strmMeta.eventContractRef '{sent_ref}' "
-                                   "does not match the Strm-Schema-Ref header")
+            if meta.get("eventContractRef") is None:
+                meta["eventContractRef"] = ref  # another contract than the header's is the validator's 400
             if meta.get("consentLevels") is None:
                 meta["consentLevels"] = []
-        fast = contract.fast
-        if fast is None or not fast(event):
-            try:
-                event = contract.validator.check(event)
-            except EventError as err:
-                raise _Reject(400, err.gateway_message(ref)) from None
+        try:
+            event = contract.validator.check(event)
+        except EventError as err:
+            raise _Reject(400, err.gateway_message(ref)) from None
         meta = event["strmMeta"]
         meta["nonce"] = _random_bits(31) or 1
         meta["timestamp"] = int(self._clock() * 1000)

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Callable
 
@@ -38,19 +38,22 @@ DEFAULT_CACHE_SIZE = 20_000
 DAY_MS = 86_400_000
 
 
+_EPOCH_DAY = date(1970, 1, 1)
+
+
 @lru_cache(maxsize=4096)
 def _day_text(day_number: int) -> str:
-    return datetime.fromtimestamp(day_number * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+    return (_EPOCH_DAY + timedelta(days=day_number)).isoformat()  # zero-padded: '0999-12-31'
 
 
 def utc_day(timestamp_ms: int) -> str:
-    """The UTC day ('YYYY-MM-DD') of an epoch-millisecond timestamp."""
+    """The UTC day ('YYYY-MM-DD', years 0001-9999) of an epoch-millisecond timestamp."""
     return _day_text(timestamp_ms // DAY_MS)
 
 
 @lru_cache(maxsize=4096)
 def day_start_ms(day: str) -> int:
-    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return (date.fromisoformat(day) - _EPOCH_DAY).days * DAY_MS
 
 
 def new_key_link(clock: Callable[[], float] = time.time) -> str:
