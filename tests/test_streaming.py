@@ -24,30 +24,46 @@ from contracts import load_contract
 from pipelines.graph import build_batch_graph
 from privacy.daead import DecryptError
 from privacy.keyring import KeyRing
+from privacy.masking import hmac_mask
 from stream_events import EVENTS, FILE, WEBSHOP, at, config_for, in_windows, message, run_streaming, shop_event
 
 def normalized(root: Path, folder: str) -> list[str]:
-    """An output's events with ciphertexts decrypted by the run's own keys and keyLinks resolved."""
+    """An output's events with ciphertexts decrypted by the run's own keys, keyLinks resolved and masked
+    ids named (each run's store has its own masking keys)."""
     ring = KeyRing.shared(f"sqlite://{root / 'keys.sqlite'}", f"local://{root / 'kek.json'}")
     pii = list(load_contract(WEBSHOP).pii)
+    masked = {}
+    if folder.startswith("streams/"):
+        key = ring.masking_key(folder.split("/")[1])
+        masked = {hmac_mask(u, key): f"masked {u}" for u in set(known_ids(ring).values())}
     rows = []
     for _, _, event in read_jsonl([str(root / "out" / folder)]):
         meta = event.get("strmMeta")
         if meta and meta.get("keyLink"):
             record = ring.store.by_links([meta["keyLink"]])[meta["keyLink"]]
             key = ring.key_for_link(meta["keyLink"])
-            event = {**event, "strmMeta": {**meta, "keyLink": [record.key_field_value, record.day]}}
+            event = {**event, "strmMeta": {**meta, "keyLink": [known_ids(ring)[record.value_hash], record.day]}}
             for path in pii:
                 try:
                     event[path] = key.decrypt(event[path])
                 except (DecryptError, ValueError, TypeError):
                     pass  # masked or already plaintext
+            if event.get("userId") in masked:
+                event["userId"] = masked[event["userId"]]
         rows.append(json.dumps(event, sort_keys=True))
     return sorted(rows)
 
 
+def known_ids(ring) -> dict[str, str]:
+    """{hash: id} for the user ids of EVENTS, as value and as subject hashes under the ring's look-up key
+    (each run's store has its own look-up key, so runs compare ids, not hashes)."""
+    users = {e.get("userId") for e in EVENTS if isinstance(e, dict) and isinstance(e.get("userId"), str)}
+    return {h: u for u in users for h in (ring.ids.value_hash(u), ring.ids.subject_hash(u))}
+
+
 def key_pairs(root: Path) -> list[tuple]:
-    return sorted((k["keyFieldValue"], k["day"], tuple(k["dataSubjects"]))
+    ids = known_ids(KeyRing.shared(f"sqlite://{root / 'keys.sqlite'}", f"local://{root / 'kek.json'}"))
+    return sorted((ids[k["keyFieldHash"]], k["day"], tuple(sorted(ids[h] for h in k["dataSubjectHashes"])))
                   for _, _, k in read_jsonl([str(root / "out" / "keys")]))
 
 

@@ -27,6 +27,7 @@ from contracts.model import NODE, Contract, Node
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 TIMESTAMP_MS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999 UTC
+MAX_ID_CHARS = 1000  # key-field values and data-subject ids; `pstream subjects` takes the same ids
 _MISSING = object()
 
 
@@ -154,6 +155,7 @@ class EventValidator:
             self._regexes.setdefault(validation.field, []).append(validation)
         self._nulls = {n.field: n for n in contract.null_handling}
         self._key_path = contract.key_field.split("/")
+        self._subject_path = contract.data_subject_field.split("/") if contract.data_subject_field else None
         self._top = _Level(self, contract.nodes, "", top=True)
 
     def check(self, event: dict) -> dict:
@@ -166,6 +168,15 @@ class EventValidator:
             key = key.get(part) if isinstance(key, dict) else None
         if not isinstance(key, str) or not key.strip():
             raise EventError(self.contract.key_field, "is the key field and must not be empty")
+        if len(key) > MAX_ID_CHARS:
+            raise EventError(self.contract.key_field, f"is the key field: at most {MAX_ID_CHARS} characters")
+        if self._subject_path:
+            subject = event
+            for part in self._subject_path:
+                subject = subject.get(part) if isinstance(subject, dict) else None
+            if isinstance(subject, str) and len(subject) > MAX_ID_CHARS:
+                raise EventError(self.contract.data_subject_field,
+                                 f"is the data subject field: at most {MAX_ID_CHARS} characters")
         return event
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from contracts.events import INT32, INT64
+from contracts.events import INT32, INT64, MAX_ID_CHARS
 from contracts.model import NODE, Contract
 
 
@@ -48,6 +48,7 @@ def compile_fast_check(contract: Contract):
                        tuple(regexes.get(node.name, ()))))
     known = frozenset(node.name for node in contract.nodes) | {"strmMeta"}
     key_field = contract.key_field
+    subject_field = contract.data_subject_field
     dumps = json.dumps
 
     def fast(event) -> bool:
@@ -87,6 +88,10 @@ def compile_fast_check(contract: Contract):
                     if pattern.fullmatch(value if value.__class__ is str else dumps(value)) is None:
                         return False
         key = event.get(key_field)
-        return key.__class__ is str and bool(key.strip())
+        if subject_field:
+            subject = event.get(subject_field)
+            if subject.__class__ is str and len(subject) > MAX_ID_CHARS:
+                return False
+        return key.__class__ is str and bool(key.strip()) and len(key) <= MAX_ID_CHARS
 
     return fast

@@ -14,8 +14,8 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
       consent: {field: purposeConsent, map: {"yes": [1, 2]}, default: []}
       timestamp: {field: date, format: "yyyy-MM-dd HH:mm:ss", timezone: UTC}
     streams:
-      - {name: shop-1, cumulative: 1, mask: [userId], mask_seed: 42}
-      - {granular: [1, 2]}             # name defaults to shop-1-2
+      - {name: shop-1, cumulative: 1, mask: [userId]}   # keyed (HMAC-SHA-256) masking
+      - {granular: [1, 2], mask: [email], mask_hash: murmur3, mask_seed: 42}  # the reference's; name shop-1-2
     export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
@@ -33,6 +33,7 @@ import yaml
 from contracts import Contract, ContractError, load_contract
 from contracts.batch_input import ConsentConfig, TimestampConfig
 from privacy.keyring import DEFAULT_RETENTION_DAYS
+from privacy.masking import DEFAULT_MASK_HASH
 from privacy.streams import StreamSpec, default_stream_name
 from transforms.write_jsonl import DEFAULT_MAX_BYTES
 
@@ -99,12 +100,13 @@ def _streams(raw, source: str, name: str) -> list[StreamSpec]:
             if "cumulative" in entry:
                 level = entry["cumulative"]
                 spec = StreamSpec.cumulative(entry.get("name") or default_stream_name(name, [level]), int(level),
-                                             masks, entry.get("mask_seed"))
+                                             masks, entry.get("mask_seed"), entry.get("mask_hash", DEFAULT_MASK_HASH))
             else:
                 levels = entry["granular"]
                 levels = levels if isinstance(levels, list) else [levels]
                 spec = StreamSpec.granular(entry.get("name") or default_stream_name(name, sorted(levels)),
-                                           [int(v) for v in levels], masks, entry.get("mask_seed"))
+                                           [int(v) for v in levels], masks, entry.get("mask_seed"),
+                                           entry.get("mask_hash", DEFAULT_MASK_HASH))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
         specs.append(spec)

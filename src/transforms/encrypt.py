@@ -44,13 +44,14 @@ class KeyRingSpec:
 
 
 def key_row(record: KeyRecord) -> dict:
-    """The ``keys`` output row of a new key: wrapped material only."""
+    """The ``keys`` output row of a new key: wrapped material, and keyed hashes (``privacy.lookup``)
+    of the key-field value and the data subjects, never the values themselves."""
     return {
         "keyLink": record.key_link,
         "keyId": record.key_id,
-        "keyFieldValue": record.key_field_value,
+        "keyFieldHash": record.value_hash,
         "day": record.day,
-        "dataSubjects": list(record.subjects),
+        "dataSubjectHashes": list(record.subject_hashes),
         "wrappedKey": base64.b64encode(record.wrapped_key).decode("ascii"),
         "kekUri": record.kek_uri,
         "policyId": record.policy_id,
@@ -129,8 +130,8 @@ class _EncryptFn(beam.DoFn):
                                 meta.get("eventContractRef"))))
                 continue
             key_link, key = keys[pair]
-            if pair not in first_seen:
-                first_seen[pair] = element
+            if key_link not in first_seen:
+                first_seen[key_link] = element
             encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
             encrypted["strmMeta"] = {**meta, "keyLink": key_link}
             encrypted_count += 1
@@ -138,7 +139,7 @@ class _EncryptFn(beam.DoFn):
         self.encrypted.inc(encrypted_count)
         for record in created:
             self.keys_created.inc()
-            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.pair].with_value(key_row(record)))
+            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.key_link].with_value(key_row(record)))
 
 
 class EncryptPii(beam.PTransform):

@@ -1,12 +1,12 @@
 """PrivacyStreams: one output per privacy stream, holding only the events whose consent allows it.
 
     from transforms.privacy_streams import PrivacyStreams
-    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",), mask_seed=7)]
+    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",))]
     streams = encrypted | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)
     streams["webshop-1"]       # events with levels 0..1 decrypted, userId masked
 
 Each stream decrypts the purpose levels it permits and masks its chosen fields (see
-``privacy.streams``). The key comes from the key ring's in-process cache, filled by EncryptPii in
+``privacy.streams``; masking keys from the key store, ``privacy.masking``). The key comes from the key ring's in-process cache, filled by EncryptPii in
 the same fused stage; a key the cache lacks is read from the key store and unwrapped. An event
 whose key is gone (forgotten subject) is counted and left out, never emitted with ciphertext.
 """
@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 from contracts.model import Contract
 from privacy.fields import FieldPlan
+from privacy.masking import stream_masker
 from privacy.streams import StreamSpec
 from transforms.encrypt import KeyRingSpec
 from transforms.worker_tuning import tune_worker
@@ -34,6 +35,7 @@ class _RevealFn(beam.DoFn):
         tune_worker()
         self.ring = self.keys.open()
         self.plans = {ref: FieldPlan(c) for ref, c in self.contracts.items()}
+        self.masks = {s.name: stream_masker(s, self.ring) for s in self.specs}
 
     def process(self, event):
         meta = event["strmMeta"]
@@ -48,7 +50,7 @@ class _RevealFn(beam.DoFn):
         plan = self.plans[meta["eventContractRef"]]
         for spec in admitted:
             self.counters[spec.name].inc()
-            yield beam.pvalue.TaggedOutput(spec.name, plan.reveal(event, key, spec))
+            yield beam.pvalue.TaggedOutput(spec.name, plan.reveal(event, key, spec, self.masks[spec.name]))
 
 
 class PrivacyStreams(beam.PTransform):
