@@ -30,8 +30,6 @@ is writing to the same output, or run it again afterwards.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -41,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from cli.jsonl_files import expand_paths
 from privacy.key_export import EXPORT_FIELDS
-from privacy.subjects import row_matches
+from privacy.subjects import key_link_of_line, row_matches
 
 _DAY_PARTITION = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/")
 _EXPORT_HEADER = ",".join(EXPORT_FIELDS).encode()
@@ -131,15 +129,14 @@ def scrub_jsonl(data: bytes, links: set[str], subject_hashes: set[str] = frozens
 
 
 def _scrub_csv(data: bytes, links: set[str]) -> tuple[bytes, int]:
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    kept = [row for row in rows if row.get("keyLink") not in links]
-    if len(kept) == len(rows):
+    """A key-export CSV without the rows of the keyLinks. Its rows are one line each (the keyset JSON
+    holds no newline) and start with the keyLink, so lines are kept or dropped whole, unparsed."""
+    lines = data.splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.split(b",", 1)[0].decode("latin-1").lower() not in links]
+    removed = len(lines) - len(kept)
+    if not removed:
         return data, 0
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(kept)
-    return (out.getvalue().encode() if kept else b""), len(rows) - len(kept)
+    return (b"".join(kept) if len(kept) > 1 else b""), removed
 
 
 def _access_report_of(data: bytes, links: set[str], subjects: set[str]) -> bool | None:
@@ -186,18 +183,16 @@ def key_rows_links(files: list[str], subject_hashes: set[str]) -> set[str]:
     links: set[str] = set()
     if not subject_hashes:
         return links
+    needles = [h.encode() for h in subject_hashes]
     for path in files:
         data = _read(path)
-        if not any(h.encode() in data for h in subject_hashes):
+        if not any(needle in data for needle in needles):
             continue
         for line in data.splitlines():
-            if f'"{_KEY_ROW_SUBJECTS}"'.encode() in line and line.strip().startswith(b"{"):
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if set(row.get(_KEY_ROW_SUBJECTS) or ()) & subject_hashes and row.get("keyLink"):
-                    links.add(row["keyLink"])
+            if f'"{_KEY_ROW_SUBJECTS}"'.encode() in line and any(needle in line for needle in needles):
+                link = key_link_of_line(line)  # a key row's first field; read unparsed (half rows too)
+                if link:
+                    links.add(link)
     return links
 
 
