@@ -153,3 +153,45 @@ def test_the_pipeline_and_the_subject_commands_bound_ids_alike(webshop_contract)
     assert "é" not in caught.value.reason and fast(too_long) is False
     with pytest.raises(ValueError, match=f"at most {MAX_ID_CHARS}"):
         check_subject_id(too_long["userId"])
+
+
+def test_forget_cleans_every_object_under_a_remote_root(s3_server):
+    """The same scan on s3:// (moto): hidden and temp objects are read and cleaned, the committed
+    encrypted output is left as it is."""
+    import uuid
+
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from cli.export_files import scrub_output
+
+    gone, kept = "01a2331e-0000-7000-8000-00000000000a", "01a2331e-0000-7000-8000-00000000000b"
+    row = lambda link, extra="": json.dumps({"strmMeta": {"keyLink": link}, "email": f"x{extra}@example.com"}) + "\n"
+    key_row = lambda link, subject: json.dumps({"keyLink": link, "dataSubjectHashes": [subject],
+                                                 "wrappedKey": "AQID"}) + "\n"
+    bucket = s3_server.create_bucket(f"forget-{uuid.uuid4().hex[:8]}")
+    root = f"s3://{bucket}/out"
+    objects = {"streams/s-1/part-0.jsonl": row(gone) + row(kept), ".tmp-run7/streams/s-1/part": row(gone, "t"),
+               "keys/part-0.jsonl": key_row(gone, "h" * 64) + key_row(kept, "k" * 64),
+               "keys/_temp/older": key_row("01a2331e-0000-7000-8000-00000000000c", "h" * 64),
+               "encrypted/part-0.jsonl": row(gone) + row(kept)}
+    previous = FileSystems._pipeline_options
+    FileSystems.set_options(PipelineOptions(s3_server.beam_flags()))
+    try:
+        for name, text in objects.items():
+            with FileSystems.create(f"{root}/{name}") as handle:
+                handle.write(text.encode())
+        report = scrub_output(root, {gone}, {"h" * 64})
+
+        def read(name):
+            with FileSystems.open(f"{root}/{name}") as handle:
+                return handle.read().decode()
+
+        assert report.left == [] and report.files == len(objects) - 1  # committed encrypted output not read
+        assert read("streams/s-1/part-0.jsonl") == row(kept)
+        assert read("keys/part-0.jsonl") == key_row(kept, "k" * 64)
+        assert not FileSystems.exists(f"{root}/.tmp-run7/streams/s-1/part")  # nothing left in it: deleted
+        assert not FileSystems.exists(f"{root}/keys/_temp/older")  # a key row found by the subject's hash
+        assert read("encrypted/part-0.jsonl") == objects["encrypted/part-0.jsonl"]
+    finally:
+        FileSystems.set_options(previous)

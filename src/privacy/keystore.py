@@ -122,6 +122,15 @@ def old_version_message(uri: str, version: int) -> str:
             f"see docs/key-management.md")
 
 
+def needs_migration(uri: str, version: int) -> bool:
+    """False for a current store, True for one of version 1; KeyStoreError for any other version."""
+    if version == SCHEMA_VERSION:
+        return False
+    if version != 1:
+        raise KeyStoreError(old_version_message(uri, version))
+    return True
+
+
 def migrate_key_store(uri: str | Path, kek) -> int:
     """Rewrite a store of schema version 1 to the current one (hashes for values and subject ids,
     the old rows' bytes removed); the number of keys migrated, 0 if it was current already."""
@@ -409,10 +418,8 @@ class SqliteKeyStore:
 
     def migrate(self, kek) -> int:
         """Schema 1 -> 2 in one transaction: hashes for values and subjects; then VACUUM."""
-        if self.schema_version == SCHEMA_VERSION:
+        if not needs_migration(self.uri, self.schema_version):
             return 0
-        if self.schema_version != 1:
-            raise KeyStoreError(old_version_message(self.uri, self.schema_version))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

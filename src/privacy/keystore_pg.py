@@ -43,7 +43,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
 
-from privacy.keystore import SCHEMA_VERSION, KEY_STORES, KeyRecord, KeyStoreError, Pair, old_version_message
+from privacy.keystore import (SCHEMA_VERSION, KEY_STORES, KeyRecord, KeyStoreError, Pair, needs_migration,
+                              old_version_message)
 from privacy.lookup import LOOKUP_KEY, LookupKey, new_store_key, open_store_key
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -374,10 +375,8 @@ class PostgresKeyStore:
 
     def migrate(self, kek) -> int:
         """Schema 1 -> 2 in one transaction: rows read, old tables dropped, hashed rows written back."""
-        if self.schema_version == SCHEMA_VERSION:
+        if not needs_migration(self.uri, self.schema_version):
             return 0
-        if self.schema_version != 1:
-            raise KeyStoreError(old_version_message(self.uri, self.schema_version))
 
         def work(db):
             db.run("SELECT pg_advisory_xact_lock(hashtext('pstream.keystore.schema'))")
