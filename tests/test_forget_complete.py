@@ -13,7 +13,7 @@ import pytest
 from cli.jsonl_files import read_jsonl
 from cli.main import main as pstream
 from leak_scan import files_under, key_forms, scan, value_forms
-from pipeline_runs import copy_run, read_csv, webshop_run, write_rows
+from pipeline_runs import copy_run, read_csv, write_rows
 from pipelines.run import run as run_pipeline
 from privacy.kek import LocalKek
 from privacy.keystore import open_key_store
@@ -21,11 +21,6 @@ from privacy.lookup import lookup_key
 from privacy.masking import hmac_mask
 
 PII = ("userId", "email", "fullName", "phoneNumber", "address")
-
-
-@pytest.fixture(scope="module")
-def shared_run(tmp_path_factory):
-    return webshop_run(tmp_path_factory.mktemp("forget_run"))
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -70,8 +65,8 @@ def plant_leftovers(out: Path, subject: str, capsys) -> list[Path]:
 
 
 def test_forget_leaves_no_decryptable_record_or_plaintext_of_the_subject_anywhere_under_the_root(
-        shared_run, tmp_path, capsys):
-    run = copy_run(shared_run, tmp_path)
+        subjects_run, tmp_path, capsys):
+    run = copy_run(subjects_run, tmp_path)
     out = run / "out"
     inputs = read_csv(run / "in.csv")
     by_user = defaultdict(list)

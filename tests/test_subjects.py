@@ -17,19 +17,14 @@ from privacy.keyring import DAY_MS, day_start_ms
 from privacy.keyset import key_proto
 from privacy.keystore import open_key_store
 from privacy.lookup import lookup_key
-from pipeline_runs import copy_run, read_csv, webshop_run
+from pipeline_runs import copy_run, read_csv
 
 PII = ("userId", "email", "fullName", "phoneNumber", "address")
 
 
-@pytest.fixture(scope="module")
-def shared_run(tmp_path_factory):
-    return webshop_run(tmp_path_factory.mktemp("subjects_run"))
-
-
 @pytest.fixture
-def run(shared_run, tmp_path):
-    return copy_run(shared_run, tmp_path)
+def run(subjects_run, tmp_path):
+    return copy_run(subjects_run, tmp_path)
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
