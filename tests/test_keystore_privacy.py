@@ -32,7 +32,7 @@ def storage_bytes(store) -> bytes:
 
 
 def ring_with_keys(uri: str, kek_path, subjects: list[str]) -> KeyRing:
-    ring = KeyRing(open_key_store(uri), LocalKek(kek_path))
+    ring = KeyRing(open_key_store(uri), LocalKek.create(kek_path))
     ring.keys_for({(s, day): {s} for s in subjects for day in DAYS})
     return ring
 
@@ -54,13 +54,13 @@ def test_the_store_holds_hashes_never_the_values_or_subject_ids(store_uri, tmp_p
 
 
 def test_store_keys_are_made_once_per_store_and_open_only_with_its_kek(store_uri, tmp_path):
-    kek = LocalKek(tmp_path / "kek.json")
+    kek = LocalKek.create(tmp_path / "kek.json")
     store = open_key_store(store_uri)
     first = store.store_key(LOOKUP_KEY, kek)
     assert len(first) == 32 and open_key_store(store_uri).store_key(LOOKUP_KEY, kek) == first
     assert store.store_key("mask/webshop-1", kek) not in (first, store.store_key("mask/webshop-2", kek))
     with pytest.raises(KekError, match="set up with another KEK"):
-        lookup_key(open_key_store(store_uri), LocalKek(tmp_path / "other-kek.json"))
+        lookup_key(open_key_store(store_uri), LocalKek.create(tmp_path / "other-kek.json"))
 
 
 def test_sqlite_forget_leaves_no_wrapped_key_bytes_in_the_file_or_the_log(tmp_path):
@@ -195,7 +195,7 @@ def _make_v1_store(uri: str, kek: LocalKek) -> None:
 def test_a_store_of_the_previous_version_is_refused_then_migrated_with_its_key_rows(tmp_path, capsys):
     for uri in _v1_uris(tmp_path):
         kek_path = tmp_path / "kek.json"
-        kek = LocalKek(kek_path)
+        kek = LocalKek.create(kek_path)
         _make_v1_store(uri, kek)
         with pytest.raises(KeyStoreError, match=r"older pstream .* `pstream keys migrate --key_store"):
             open_key_store(uri)

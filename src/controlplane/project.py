@@ -83,9 +83,8 @@ class PrivacyStream:
     mask_hash: str = DEFAULT_MASK_HASH
 
     def spec(self) -> StreamSpec:
-        if self.mode == CUMULATIVE:
-            return StreamSpec.cumulative(self.name, self.levels[0], self.masked_fields, self.mask_seed, self.mask_hash)
-        return StreamSpec.granular(self.name, self.levels, self.masked_fields, self.mask_seed, self.mask_hash)
+        return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed,
+                                 self.mask_hash)
 
 
 @dataclass

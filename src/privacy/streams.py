@@ -14,9 +14,15 @@ replaced by the hash of their plaintext after decryption; a PII field that stays
 stream is left encrypted, never hashed, so a mask never reveals data the consent does not cover.
 The hash is ``mask_hash`` (``privacy.masking``): keyed HMAC-SHA-256 by default, MurmurHash3 with
 ``mask_seed`` by name.
+
+``StreamSpec.create(name, mode, levels, ...)`` is how a stream given by a user (config, project,
+``pstream create stream``) is built: the checks (one level for CUMULATIVE, names, strmMeta, the
+mask hash and seed) are in one place, and ``unknown_masks(contract.field_paths())`` lists masks
+that name no field.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 import secrets
 from dataclasses import dataclass
@@ -52,7 +58,9 @@ class StreamSpec:
         if not self.levels or any(not isinstance(v, int) or v < 0 for v in self.levels):
             raise ValueError(f"stream '{self.name}': levels must be non-negative integers")
         if self.mode == CUMULATIVE and len(self.levels) != 1:
-            raise ValueError(f"stream '{self.name}': a CUMULATIVE stream has exactly one level")
+            raise ValueError(f"stream '{self.name}': a CUMULATIVE stream has exactly one level N (it decrypts "
+                             f"levels 0..N), got {', '.join(map(str, self.levels))}; for several levels use a "
+                             "GRANULAR stream")
         if len(self.levels) > MAX_GRANULAR_LEVELS:
             raise ValueError(f"stream '{self.name}': at most {MAX_GRANULAR_LEVELS} levels")
         if any(f == "strmMeta" or f.startswith("strmMeta/") for f in self.masked_fields):
@@ -67,6 +75,16 @@ class StreamSpec:
             raise ValueError(f"stream '{self.name}': murmur3 masking needs a mask_seed from 0 to 4294967295")
 
     @classmethod
+    def create(cls, name: str, mode: str, levels, masked_fields=(), mask_seed: int | None = None,
+               mask_hash: str = DEFAULT_MASK_HASH) -> "StreamSpec":
+        """A stream of either mode from its parts as a user gives them (config, project, CLI):
+        ValueError names the stream and what is wrong, e.g. a CUMULATIVE stream with two levels."""
+        levels = [levels] if isinstance(levels, int) else list(levels)
+        if mode == GRANULAR:
+            return cls.granular(name, levels, masked_fields, mask_seed, mask_hash)
+        return cls(name, mode, tuple(levels), tuple(masked_fields), _seed(mask_seed, mask_hash), mask_hash)
+
+    @classmethod
     def cumulative(cls, name: str, level: int, masked_fields=(), mask_seed: int | None = None,
                    mask_hash: str = DEFAULT_MASK_HASH) -> "StreamSpec":
         return cls(name, CUMULATIVE, (level,), tuple(masked_fields), _seed(mask_seed, mask_hash), mask_hash)
@@ -76,6 +94,12 @@ class StreamSpec:
                  mask_hash: str = DEFAULT_MASK_HASH) -> "StreamSpec":
         return cls(name, GRANULAR, tuple(sorted(set(levels))), tuple(masked_fields), _seed(mask_seed, mask_hash),
                    mask_hash)
+
+    def unknown_masks(self, field_paths) -> list[str]:
+        """The mask patterns that name no field of ``field_paths`` (a contract's ``field_paths()``:
+        nested paths as the contract spells them, ``address/street``; shell patterns allowed)."""
+        return [pattern for pattern in self.masked_fields
+                if not any(fnmatch.fnmatchcase(path, pattern) for path in field_paths)]
 
     def admits(self, consent_levels) -> bool:
         if self.mode == CUMULATIVE:
