@@ -50,6 +50,7 @@ from contracts.strm_meta import INT32, INT64, STRM_META, TIMESTAMP_MS, MetaField
 __all__ = ["EventError", "EventValidator", "RowCoercer", "coerce_row", "coerce_value", "parse_int", "parse_float",
            "INT32", "INT64", "TIMESTAMP_MS"]
 
+MAX_ID_CHARS = 1000  # key-field values and data-subject ids; `pstream subjects` takes the same ids
 _MISSING = object()
 _NO_DEFAULT = object()
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -269,6 +270,7 @@ class EventValidator:
             self._regexes.setdefault(validation.field, []).append(validation)
         self._nulls = {n.field: n for n in contract.null_handling}
         self._key_path = contract.key_field.split("/")
+        self._subject_path = contract.data_subject_field.split("/") if contract.data_subject_field else None
         meta = _Level("strmMeta/")
         for field in STRM_META:
             meta.add(field.name, _meta_rule(field, contract.ref), field.repeated, field.required)
@@ -303,6 +305,15 @@ class EventValidator:
             key = key.get(part) if key.__class__ is dict else None
         if key.__class__ is not str or not key.strip():
             raise EventError(self.contract.key_field, "is the key field and must not be empty")
+        if len(key) > MAX_ID_CHARS:
+            raise EventError(self.contract.key_field, f"is the key field: at most {MAX_ID_CHARS} characters")
+        if self._subject_path:
+            subject = event
+            for part in self._subject_path:
+                subject = subject.get(part) if isinstance(subject, dict) else None
+            if isinstance(subject, str) and len(subject) > MAX_ID_CHARS:
+                raise EventError(self.contract.data_subject_field,
+                                 f"is the data subject field: at most {MAX_ID_CHARS} characters")
         return event
 
 

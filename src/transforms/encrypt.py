@@ -50,13 +50,14 @@ class KeyRingSpec:
 
 
 def key_row(record: KeyRecord) -> dict:
-    """The ``keys`` output row of a new key: wrapped material only."""
+    """The ``keys`` output row of a new key: wrapped material, and keyed hashes (``privacy.lookup``)
+    of the key-field value and the data subjects, never the values themselves."""
     return {
         "keyLink": record.key_link,
         "keyId": record.key_id,
-        "keyFieldValue": record.key_field_value,
+        "keyFieldHash": record.value_hash,
         "day": record.day,
-        "dataSubjects": list(record.subjects),
+        "dataSubjectHashes": list(record.subject_hashes),
         "wrappedKey": base64.b64encode(record.wrapped_key).decode("ascii"),
         "kekUri": record.kek_uri,
         "policyId": record.policy_id,
@@ -156,11 +157,11 @@ class _EncryptFn(beam.DoFn):
             if pair.__class__ is str:
                 yield self._reject(element, position, pair, _ref(event))
                 continue
-            if pair not in first_seen:  # the key row goes out even if this event then fails
-                first_seen[pair] = element
+            key_link, key = keys[pair]
+            if key_link not in first_seen:  # the key row goes out even if this event then fails
+                first_seen[key_link] = element
             try:
                 meta = event["strmMeta"]
-                key_link, key = keys[pair]
                 encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
                 encrypted["strmMeta"] = {**meta, "keyLink": key_link}
             except Exception as exc:  # the catch-all: class and stage, never the text
@@ -172,7 +173,7 @@ class _EncryptFn(beam.DoFn):
         self.encrypted.inc(encrypted_count)
         for record in created:
             self.keys_created.inc()
-            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.pair].with_value(key_row(record)))
+            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.key_link].with_value(key_row(record)))
 
 
 class EncryptPii(beam.PTransform):

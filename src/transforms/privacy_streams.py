@@ -1,15 +1,16 @@
 """PrivacyStreams: one output per privacy stream, holding only the events whose consent allows it.
 
     from transforms.privacy_streams import PrivacyStreams
-    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",), mask_seed=7)]
+    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",))]
     streams = positioned | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)  # (position, event)
     streams["webshop-1"]       # events with levels 0..1 decrypted, userId masked
     streams[PrivacyStreams.DEAD_LETTER]   # events a stream could not be made of: position, reason
 
 Each stream decrypts the purpose levels it permits and masks its chosen fields (see
-``privacy.streams``). The key comes from the key ring's in-process cache, filled by EncryptPii in
-the same fused stage; a key the cache lacks is read from the key store and unwrapped. An event
-whose key is gone (forgotten subject) is counted and left out, never emitted with ciphertext.
+``privacy.streams``; masking keys from the key store, ``privacy.masking``). The key comes from
+the key ring's in-process cache, filled by EncryptPii in the same fused stage; a key the cache
+lacks is read from the key store and unwrapped. An event whose key is gone (forgotten subject)
+is counted and left out, never emitted with ciphertext.
 An event that fails in a way no check foresaw (the catch-all) goes to no stream and is a dead
 letter (stage ``streams``) with its position; it is still in the encrypted output.
 """
@@ -20,6 +21,7 @@ from apache_beam.metrics import Metrics
 
 from contracts.model import Contract
 from privacy.fields import FieldPlan
+from privacy.masking import stream_masker
 from privacy.streams import StreamSpec
 from transforms.dead_letters import DEAD_LETTER, FailureLog, contract_label, dead_letter
 from transforms.encrypt import KeyRingSpec
@@ -40,6 +42,7 @@ class _RevealFn(beam.DoFn):
         self.failures = FailureLog("streams")
         self.ring = self.keys.open()
         self.plans = {ref: FieldPlan(c) for ref, c in self.contracts.items()}
+        self.masks = {s.name: stream_masker(s, self.ring) for s in self.specs}
 
     def process(self, pair):
         position, event = pair
@@ -54,7 +57,7 @@ class _RevealFn(beam.DoFn):
                 self.keys_missing.inc()
                 return
             plan = self.plans[meta["eventContractRef"]]
-            revealed = [(spec.name, plan.reveal(event, key, spec)) for spec in admitted]
+            revealed = [(spec.name, plan.reveal(event, key, spec, self.masks[spec.name])) for spec in admitted]
         except Exception as exc:  # the catch-all: class and stage, never the text; no stream gets the event
             self.rejected.inc()
             meta = event.get("strmMeta") if event.__class__ is dict else None
