@@ -39,7 +39,7 @@ def s3_project(tmp_path, capsys, s3_server, secret: str) -> tuple[list[str], str
     assert secret not in (tmp_path / "project" / "project.yaml").read_text()
     assert cli(capsys, "create", "batch-exporter", "demo", "--data-connector", "lake", "--path-prefix", "events",
                "--include-existing-events", *p)[0] == 0
-    encrypted = tmp_path / "project" / "out" / "demo" / "encrypted"
+    encrypted = Project.open(tmp_path / "project").output_dir("demo") / "encrypted"
     encrypted.mkdir(parents=True)
     (encrypted / "part-0.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
     return p, bucket

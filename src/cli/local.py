@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     local.add_argument("--token-ttl", dest="token_ttl", type=int, default=3600, help="token lifetime in seconds")
     local.add_argument("--ready-file", dest="ready_file", default=None, help="write the gateway port here when up")
     local.add_argument("--duration", type=float, default=None, help="stop after this many seconds (for scripts)")
+    local.add_argument("--spool-retention", dest="spool_retention", type=float, default=0.0, metavar="SECONDS",
+                       help="keep spool segments this long after their events were committed, for a replay "
+                            "(default 0: deleted at once; the spool holds the events in plaintext)")
     local.set_defaults(func=_run)
 
     gateway = subparsers.add_parser("gateway", help="run only the event gateway (python -m gateway)")
@@ -86,7 +89,8 @@ def _run(args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    loop = LocalLoop(project_dir, echo=lambda text: print(text, file=sys.stderr, flush=True))
+    loop = LocalLoop(project_dir, echo=lambda text: print(text, file=sys.stderr, flush=True),
+                     spool_retention=args.spool_retention)
     started = time.monotonic()
     try:
         while not os.path.exists(ready):

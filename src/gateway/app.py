@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import io
 import logging
 import os
@@ -44,7 +43,7 @@ from contracts import ContractError, load_contract
 from contracts.avro import avro_schema
 from contracts.events import EventError, EventValidator
 from gateway.fastcheck import compile_fast_check
-from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer
+from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer, authenticate_client
 from gateway.metrics import Metrics
 from controlplane.project import Project, ProjectError
 from gateway.publish import EventPublisher, PublishError
@@ -251,15 +250,13 @@ class GatewayApp:
         # 401 / 403: who is sending, and to which pipeline
         if token is None or not token[:7].lower() == b"bearer ":
             raise _Reject(401, "Missing bearer token")
-        try:
-            pipeline = self.issuer.verify(token[7:].strip().decode("latin-1"))
+        try:  # bound to the client id and credential generation (gateway.auth)
+            entry = self.issuer.verify(token[7:].strip().decode("latin-1"), self.project())
         except TokenError as exc:
             raise _Reject(401, f"Unauthorized: {exc}") from None
+        pipeline = entry.name
         if wanted_pipeline is not None and wanted_pipeline != pipeline:
             raise _Reject(403, f"Token is not valid for stream '{wanted_pipeline}'")
-        entry = self.project().pipelines.get(pipeline)
-        if entry is None:
-            raise _Reject(401, "Unauthorized: the stream of this token no longer exists")
         if not entry.enabled:
             raise _Reject(403, f"Stream '{pipeline}' is disabled")
         # 413 / 415: size and format
@@ -316,7 +313,7 @@ class GatewayApp:
                 log.warning("%s", exc)
                 raise _Reject(503, "Event could not be published, try again") from None
         else:
-            spool = self.spools.get(pipeline) or self.spool(pipeline)
+            spool = self.spools.get(entry.id) or self.spool(entry.id)   # spool/<pipeline id>/
             try:
                 await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
             except OSError:  # disk full, I/O error: not accepted, the sender may retry
@@ -348,14 +345,14 @@ class GatewayApp:
             raise _Reject(400, "Malformed token request") from None
         if params.get("grant_type", "client_credentials") != "client_credentials":
             raise _Reject(400, "Only grant_type=client_credentials is supported")
-        pipeline = self.project().pipeline_by_client(params.get("client_id", ""))
-        if pipeline is None:  # a pipeline created a moment ago: re-read now
+        client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+        pipeline = authenticate_client(self.project(), client_id, secret)
+        if pipeline is None:  # created or rotated a moment ago: re-read now
             self._project_checked = 0.0
-            pipeline = self.project().pipeline_by_client(params.get("client_id", ""))
-        secret = params.get("client_secret", "")
-        if pipeline is None or not _equal(secret, pipeline.client_secret):
+            pipeline = authenticate_client(self.project(), client_id, secret)
+        if pipeline is None:
             raise _Reject(401, "Invalid client credentials")
-        token, expires_in = self.issuer.issue(pipeline.name)
+        token, expires_in = self.issuer.issue(pipeline)
         self.metrics.inc("gateway_tokens_issued_total", 200)
         body = orjson.dumps({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
         await self._answer(send, 200, body, b"application/json")
@@ -375,11 +372,12 @@ class GatewayApp:
             if not token:
                 raise _Reject(401, "Missing bearer token")
             try:
-                pipeline = self.issuer.verify(token)
+                pipeline = self.issuer.verify(token, self.project()).name
             except TokenError as exc:
                 raise _Reject(401, f"Unauthorized: {exc}") from None
             try:
                 source = self.project().source_of(stream)
+                directory = self.project().stream_dir(stream)
             except ProjectError as exc:
                 raise _Reject(404, str(exc)) from None
             if source != pipeline:
@@ -389,8 +387,6 @@ class GatewayApp:
                         "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
             await send({"type": "websocket.http.response.body", "body": reject.message.encode()})
             return
-        out = self.project_dir / "out" / source
-        directory = out / "encrypted" if stream == source else out / "streams" / stream
         from_start = query.get("from", [""])[0] == "start"
         existing = set() if from_start else set(visible_jsonl(directory))  # before the client hears "accepted"
         await send({"type": "websocket.accept"})
@@ -414,7 +410,3 @@ class GatewayApp:
                     await send({"type": "websocket.close", "code": 1000})
                 except Exception:  # already closed by the peer
                     pass
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

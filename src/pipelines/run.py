@@ -114,14 +114,21 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     except (ConfigError, ConnectorError) as exc:
         echo(f"error: {exc}")
         return 2
+    return run_config(config, options, exports.exporters, echo)
+
+
+def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print) -> int:
+    """Run the job of a config already made (``load_config``, or ``PipelineConfig.build`` in the
+    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up."""
+    standard = options.view_as(StandardOptions)
     if standard.streaming:
-        return run_streaming(options, config, exports.exporters, echo)
+        return run_streaming(options, config, list(exporters), echo)
     if standard.runner is None and not standard.streaming:
         standard.runner = LOCAL_RUNNER
     echo(f"running {config.name}: {config.input_path} ({config.contract.ref}) -> {config.output}")
     started = time.time()
     pipeline = beam.Pipeline(options=options)
-    build_batch_graph(pipeline, config, exporters=exports.exporters)
+    build_batch_graph(pipeline, config, exporters=exporters)
     result = pipeline.run()
     if is_remote_runner(options):  # Dataflow, Flink: submitted; the job's counters are in its console
         echo(f"submitted to {standard.runner}: {job_id(result)}")
@@ -130,7 +137,7 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     elapsed = time.time() - started
     values = counters(result)
     rows, problems = summarize(values, config)
-    rows += summary_rows(values, exports.exporters)
+    rows += summary_rows(values, list(exporters))
     width = max(len(label) for label, _ in rows)
     echo(f"\n{'output / count':<{width}}  {'events':>10}")
     for label, value in rows:
