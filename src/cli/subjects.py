@@ -11,7 +11,10 @@ from the output root's ``keys/`` and ``streams/`` files and from key-export file
 the root, or named with --key_export). The number printed is the number of keys deleted from
 the key store. ``export`` is a data-subject access request: it reads only encrypted files that
 can hold the subject's events (day partitions of their keys' days) and decrypts only lines whose
-keyLink is theirs. The key store may be PostgreSQL (--key_store postgresql://...).
+keyLink is theirs. The key store may be PostgreSQL (--key_store postgresql://...). For the
+output root of a ``pstream local`` pipeline (``<project>/out/<id>``, see ``pstream get stream``),
+``forget`` first removes the subjects' events from that pipeline's spool
+(``controlplane.spool_lifecycle.forget_in_output_spool``).
 """
 from __future__ import annotations
 
@@ -99,6 +102,10 @@ def _keylinks(args) -> int:
 def _forget(args) -> int:
     try:
         subjects = {check_subject_id(s) for s in args.subjects}
+        from controlplane.spool_lifecycle import forget_in_output_spool   # a `pstream local` project's spool
+        spooled = forget_in_output_spool(args.output, subjects)
+        if spooled is not None:
+            print(spooled.summary(), file=sys.stderr)
         store = open_store(args)
         deleted = store.delete_subjects(subjects)
     except (KeyStoreError, ValueError) as exc:
