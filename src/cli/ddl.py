@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from cli.main import summary
 from contracts import Contract, ContractError, load_contract
 from contracts.model import NODE, Node
 
@@ -91,7 +92,7 @@ GENERATORS = {"athena": athena_ddl, "bigquery": bigquery_ddl, "duckdb": duckdb_d
 
 
 def register(subparsers) -> None:
-    ddl = subparsers.add_parser("ddl", help="external-table DDL (Athena, BigQuery, DuckDB) for exported JSONL",
+    ddl = subparsers.add_parser("ddl", help=summary("ddl"),
                                 description=__doc__.split("\n\n")[0])
     ddl.add_argument("dialect", choices=DIALECTS, help="SQL engine")
     ddl.add_argument("contract", help="contract reference or YAML path")

@@ -15,6 +15,7 @@ import sys
 import orjson
 
 from cli.jsonl_files import read_jsonl
+from cli.main import summary
 from cli.policies import register_purge
 from contracts import ContractError, load_contract
 from privacy.daead import DecryptError
@@ -24,7 +25,7 @@ from privacy.key_export import export_keys, format_key_export, read_key_export
 
 
 def register(subparsers) -> None:
-    keys = subparsers.add_parser("keys", help="export the keys of a run (plaintext, for warehouses)")
+    keys = subparsers.add_parser("keys", help=summary("keys"))
     actions = keys.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     export = actions.add_parser(
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
     register_purge(actions)  # pstream keys purge (cli/policies.py)
 
     decrypt = subparsers.add_parser(
-        "decrypt", help="decrypt the PII fields of encrypted JSONL events with exported keys",
+        "decrypt", help=summary("decrypt"),
         description="Decrypts every PII field of encrypted events (one JSON object per line) with a key-export "
         "file, writing one decrypted event per line.")
     decrypt.add_argument("paths", nargs="+", help="encrypted JSONL files, directories or globs")

@@ -11,14 +11,14 @@ signed with the project's key (``cli.project_args.ProjectTokens``). Events appea
 """
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from cli.main import summary
 from cli.project_args import ProjectError, ProjectTokens, add_project_arg, fail, project_of
 
 
 def register(subparsers) -> None:
-    listen = subparsers.add_parser("listen", help="print events of a stream as they are produced")
+    listen = subparsers.add_parser("listen", help=summary("listen"))
     kinds = listen.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     socket = kinds.add_parser("web-socket", help="one JSON line per event of a pipeline or privacy stream",
@@ -34,6 +34,8 @@ def register(subparsers) -> None:
 
 
 def _web_socket(args) -> int:
+    import asyncio
+
     from websockets.exceptions import InvalidStatus   # websockets: only when listening
 
     try:

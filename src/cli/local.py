@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+from cli.main import summary
 from cli.project_args import add_project_arg
 from controlplane.project import default_project_dir
-from controlplane.realtime import LocalLoop
 
 
 def register(subparsers) -> None:
-    local = subparsers.add_parser("local", help="run gateway, pipeline and exporters together on this machine",
+    local = subparsers.add_parser("local", help=summary("local"),
                                   description=__doc__.split("\n\n")[0])
     add_project_arg(local)
     local.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                             "(default 0: deleted at once; the spool holds the events in plaintext)")
     local.set_defaults(func=_run)
 
-    gateway = subparsers.add_parser("gateway", help="run only the event gateway (python -m gateway)")
+    gateway = subparsers.add_parser("gateway", help=summary("gateway"))
     add_project_arg(gateway)
     gateway.add_argument("--host", default="127.0.0.1", help="address (default %(default)s)")
     gateway.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default %(default)s)")
@@ -72,6 +72,8 @@ def _gateway(args) -> int:
 
 
 def _run(args) -> int:
+    from controlplane.realtime import LocalLoop   # Beam and the spool: not imported for --help
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     project_dir = Path(args.project_dir or default_project_dir())
     project_dir.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,11 @@ reported on stderr.
 """
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import time
 
+from cli.main import summary
 from cli.project_args import ProjectError, ProjectTokens, add_project_arg, fail, project_of
 
 SIMULATOR_CONTRACT = "strmprivacy/example/1.5.0"
@@ -37,7 +37,7 @@ def random_event(index: int, rng: random.Random) -> dict:
 
 
 def register(subparsers) -> None:
-    simulate = subparsers.add_parser("simulate", help="send simulated events")
+    simulate = subparsers.add_parser("simulate", help=summary("simulate"))
     kinds = simulate.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     events = kinds.add_parser("random-events", help=f"random {SIMULATOR_CONTRACT} events to a pipeline",
@@ -64,6 +64,8 @@ def _random_events(args) -> int:
     if not args.quiet:
         print(f"Starting to simulate random {SIMULATOR_CONTRACT} events to stream {pipeline.name} at {url}. "
               f"Sending one event every {args.interval} ms.", file=sys.stderr)
+    import asyncio
+
     try:
         return asyncio.run(_send(project, pipeline, url, args))
     except KeyboardInterrupt:
@@ -71,6 +73,8 @@ def _random_events(args) -> int:
 
 
 async def _send(project, pipeline, url: str, args) -> int:
+    import asyncio
+
     from driver.client.asyncsender import AsyncSender   # aiohttp: only when sending
     from driver.serializer import SerializationType
 

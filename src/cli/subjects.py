@@ -8,10 +8,10 @@
 ``forget`` deletes every key that lists one of the subjects from the key store (their encrypted
 data, wherever it was copied, can no longer be decrypted) and removes the rows of those keys
 from the output root's ``keys/`` and ``streams/`` files and from key-export files (found under
-the root, or named with --key_export). The number printed is the number of keys deleted from
+the root, or named with --key-export). The number printed is the number of keys deleted from
 the key store. ``export`` is a data-subject access request: it reads only encrypted files that
 can hold the subject's events (day partitions of their keys' days) and decrypts only lines whose
-keyLink is theirs. The key store may be PostgreSQL (--key_store postgresql://...). For the
+keyLink is theirs. The key store may be PostgreSQL (--key-store postgresql://...). For the
 output root of a ``pstream local`` pipeline (``<project>/out/<id>``, see ``pstream get stream``),
 ``forget`` first removes the subjects' events from that pipeline's spool
 (``controlplane.spool_lifecycle.forget_in_output_spool``).
@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import sys
 
-from apache_beam.io.filesystems import FileSystems
-
-from cli.export_files import encrypted_files, scrub_output
+from cli.main import summary
 from cli.store_options import add_store_options, local_output, open_kek, open_store
 from contracts import ContractError, load_contract
 from privacy.daead import SivKey
@@ -34,7 +32,7 @@ from privacy.subjects import access_report, check_subject_id, key_days, key_link
 
 
 def register(subparsers) -> None:
-    subjects = subparsers.add_parser("subjects", help="data subjects: list, keyLinks, forget, access requests")
+    subjects = subparsers.add_parser("subjects", help=summary("subjects"))
     actions = subjects.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
@@ -53,7 +51,7 @@ def register(subparsers) -> None:
         "those keys from keys/, streams/ and key-export files under --output. Encrypted exports stay: "
         "nothing can decrypt them any more.")
     forget.add_argument("subjects", nargs="+", metavar="SUBJECT", help="data subject ids")
-    forget.add_argument("--key_export", action="append", default=[], metavar="FILE",
+    forget.add_argument("--key-export", action="append", default=[], metavar="FILE",
                         help="a key-export file (pstream keys export) to remove the keys from; repeatable")
     add_store_options(forget)
     forget.set_defaults(func=_forget)
@@ -110,6 +108,7 @@ def _forget(args) -> int:
         deleted = store.delete_subjects(subjects)
     except (KeyStoreError, ValueError) as exc:
         return _fail("forget", exc)
+    from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
     removed = scrub_output(local_output(args), set(deleted), subjects, extra=args.key_export)
     print(f"deleted {len(deleted)} keys")
     print("removed rows: " + ", ".join(f"{kind} {count}" for kind, count in removed.items()), file=sys.stderr)
@@ -118,6 +117,8 @@ def _forget(args) -> int:
 
 def _events(files: list[str], links: set[str]):
     """Events of the keyLinks: other lines are skipped without being parsed."""
+    from apache_beam.io.filesystems import FileSystems
+
     for path in files:
         with FileSystems.open(path) as raw:
             for line in iter(raw.readline, b""):
@@ -145,6 +146,7 @@ def _export(args) -> int:
             plans[ref] = FieldPlan(load_contract(ref))
         return plans[ref]
 
+    from cli.export_files import encrypted_files
     files = encrypted_files(args.paths or args.output, key_days(records)) if records else []
     report = access_report(subject, records, keys, _events(files, set(keys)), plan_for, policies)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"

@@ -35,19 +35,17 @@ def beam_access(connector, where: str = ""):
 
 @contextmanager
 def quiet_storage_logs():
-    """Storage clients log a failed write with its traceback before raising it; the probe's own
-    one-line message says what failed, so their logs are held back while it runs."""
+    """Storage clients log a failed write with its traceback before raising it (Beam's S3 file
+    system on the root logger); the probe's own one-line message says what failed, so logging
+    is held back while it runs (the CLI and the local loop probe from one thread)."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("apache_beam", "botocore", "boto3", "azure", "google", "urllib3")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
+    saved = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        logging.disable(saved)
 
 
 @contextmanager

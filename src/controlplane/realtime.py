@@ -225,14 +225,14 @@ class LocalLoop:
                 if running is None or running.definition != (exporter, record.id):
                     if running is not None:
                         self._reported.discard(running.error)  # a changed definition may fail the same way
-                    running = self._exporters[record.name] = self._start(record, exporter)
+                    running = self._exporters[record.name] = self._start(project, record, exporter)
                 if running.error:
                     refused.append(running.error)
         for name in set(self._exporters) - wanted:
             del self._exporters[name]
         return refused
 
-    def _start(self, record: BatchExporter, exporter) -> "_RunningExporter":
+    def _start(self, project: Project, record: BatchExporter, exporter) -> "_RunningExporter":
         from controlplane.connectors import beam_access, quiet_storage_logs, reaching
         from pipelines.connectors import ConnectorError, probe
 
@@ -245,6 +245,7 @@ class LocalLoop:
         except ConnectorError as exc:
             return _RunningExporter((exporter, record.id), record, exporter, None, {},
                                     error=self._say_once(f"{exc}; exporter not started"))
+        self._export_state(project, record)
         self.echo(f"exporter {record.name}: exporting {record.stream} to {exporter.directory}")
         return running
 
@@ -265,13 +266,8 @@ class LocalLoop:
             directory = project.stream_dir(record.stream)
         except ProjectError:
             return
-        state = _State(project.state_dir() / f"exporter-{record.id}.json")
+        state = self._export_state(project, record)
         files = [(p.name[:_LABEL], p) for p in visible_jsonl(directory)]
-        if "mark" not in state.data:   # the first pass: everything there now is "existing"
-            state.data = {"mark": "", "at_mark": [], "last": 0}
-            if not record.include_existing_events and files:
-                state.data.update(_advance("", [], files))
-            state.save()
         if now - state.data.get("last", 0) < record.interval:
             return
         mark, at_mark = state.data["mark"], set(state.data["at_mark"])
@@ -281,6 +277,21 @@ class LocalLoop:
         state.data = {"last": now, **(_advance(mark, sorted(at_mark), new) if new else {"mark": mark,
                                                                                        "at_mark": sorted(at_mark)})}
         state.save()
+
+    def _export_state(self, project: Project, record: BatchExporter) -> _State:
+        """What an exporter has exported (``state/exporter-<id>.json``), made when it first starts:
+        the stream's files there at that moment are "existing events"."""
+        state = _State(project.state_dir() / f"exporter-{record.id}.json")
+        if "mark" not in state.data:
+            state.data = {"mark": "", "at_mark": [], "last": 0}
+            try:
+                files = [(p.name[:_LABEL], p) for p in visible_jsonl(project.stream_dir(record.stream))]
+            except ProjectError:
+                files = []
+            if not record.include_existing_events and files:
+                state.data.update(_advance("", [], files))
+            state.save()
+        return state
 
     def _write_export(self, running: "_RunningExporter", files: list[str], now: float) -> None:
         """The files' events through ``write_batch_exports``: one file set named after ``now``."""
