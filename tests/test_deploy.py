@@ -59,7 +59,7 @@ def test_dockerfile_uses_the_python_launcher_and_sets_its_variables():
     copied = " ".join(re.findall(r"^COPY (.+)$", text, re.M))
     for source in ("setup.py", "templates/main.py", "templates/requirements.txt", "src"):
         assert re.search(rf"(^|\s){re.escape(source)}(\s|$)", copied), source
-    assert "pip install --no-cache-dir ." in text and re.search(r"^ENV PIP_NO_DEPS=True$", text, re.M)
+    assert re.search(r"pip install --no-cache-dir '\.\[[a-z,]+\]'", text) and re.search(r"^ENV PIP_NO_DEPS=True$", text, re.M)
     main = (REPO / "templates" / "main.py").read_text()
     assert "from pipelines.run import main" in main and '__name__ == "__main__"' in main
 

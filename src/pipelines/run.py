@@ -61,7 +61,10 @@ def prepare(config: PipelineConfig, echo=print) -> None:
     if not config.input_path:
         raise ConfigError(f"{config.source}: no input: give --input or input.path in the config")
     if config.is_default_example and not is_remote(config.input_path) and not Path(config.input_path).exists():
-        count = write_webshop_csv(config.input_path)
+        try:
+            count = write_webshop_csv(config.input_path)
+        except ValueError as exc:   # e.g. faker absent: a workers' install, without the workshop extra
+            raise ConfigError(f"no input given, and the example input cannot be generated: {exc}") from None
         echo(f"generated {count} web shop rows into {config.input_path}")
     try:
         matched = FileSystems.match([config.input_path])[0].metadata_list
