@@ -11,9 +11,9 @@ then come the directories of ``$CONTRACTS_PATH`` and the shipped contracts (``sr
 in that order. A reference is checked before any file is looked at: three parts of letters,
 digits, '_', '.' and '-' (each starting with a letter or digit, at most 100 characters) and a
 numeric version, so no reference can name a path outside those directories (no '/', '..',
-or absolute paths). A file larger than ``MAX_CONTRACT_BYTES`` is refused before it is read, its
-YAML is parsed strictly (``schemas.load_strict_yaml``: no anchors or aliases, bounded depth),
-and it must declare the reference it is filed under.
+or absolute paths). The file is read by ``contracts.loader.load_contract_ref``: bounded in size,
+strict YAML (no anchors or aliases), the published contract schema, and it must declare the
+reference it is filed under.
 
 Nothing is cached: ``get`` reads the file each time, so a contract added to the project is
 seen at once; callers that serve many requests (the gateway) keep their own bounded cache.
@@ -23,10 +23,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contracts.loader import ContractError, parse_contract, search_dirs
+from contracts.loader import ContractError, load_contract_ref, search_dirs
 
 MAX_REF_CHARS = 320
-MAX_CONTRACT_BYTES = 256 * 1024
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 REF = re.compile(rf"({_PART})/({_PART})/(\d{{1,9}}\.\d{{1,9}}\.\d{{1,9}})")   # whole string: fullmatch
 
@@ -58,30 +57,14 @@ class ContractRegistry:
         return None
 
     def get(self, ref: str):
-        """The contract of ``ref``; ContractError when it is malformed, unknown, too large or invalid."""
-        from schemas import SchemaError, load_strict_yaml
+        """The contract of ``ref``; ContractError when it is malformed, unknown, too large or invalid.
 
-        path = self.path(ref)
-        if path is None:
+        Read by ``contracts.loader.load_contract_ref`` (strict YAML, size bound, the contract
+        schema, and the file must declare the reference it is filed under)."""
+        if self.path(ref) is None:
             raise ContractError(f"contract '{ref}' not found (a project's own contracts go in "
                                 f"{self.project_dir / 'contracts'}/<handle>/<name>/<version>.yaml)")
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_CONTRACT_BYTES + 1)
-        except OSError as exc:
-            raise ContractError(f"contract '{ref}': {path} cannot be read: {exc.strerror}") from None
-        if len(data) > MAX_CONTRACT_BYTES:
-            raise ContractError(f"contract '{ref}': {path} is larger than {MAX_CONTRACT_BYTES:,} bytes")
-        try:
-            parsed = load_strict_yaml(data, source=str(path), max_bytes=MAX_CONTRACT_BYTES)
-        except SchemaError as exc:
-            raise ContractError(str(exc)) from None
-        if not isinstance(parsed, dict):
-            raise ContractError(f"{path}: a contract must be a YAML mapping")
-        contract = parse_contract(parsed, source=str(path))
-        if contract.ref != ref:
-            raise ContractError(f"{path}: declares ref '{contract.ref}' but is filed as '{ref}'")
-        return contract
+        return load_contract_ref(ref, self.directories[:1])
 
     def refs(self) -> list[str]:
         """Every well-formed reference found in the registry's directories."""
