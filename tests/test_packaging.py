@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib.metadata import distribution
@@ -29,7 +30,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import REPO
+from conftest import REPO, setup_kwargs
 from pipelines.example_data import write_webshop_csv
 
 OUR_PACKAGES = {"cli", "contracts", "controlplane", "driver", "gateway", "pipelines", "privacy", "schemas", "transforms"}
@@ -38,17 +39,6 @@ OTHER_EXTRAS = {"privacy/onthefly_duckdb.py": "analytics", "gateway/publish_kafk
 NOT_ON_WORKERS = ["uvicorn", "uvloop", "httptools", "faker"]   # aiohttp, websockets, httpx come with apache-beam[gcp]
 ROLE_PACKAGES = {"uvicorn", "uvloop", "httptools", "websockets", "aiohttp", "httpx", "requests", "faker",
                  "pytest", "hypothesis"}
-
-
-def setup_kwargs() -> dict:
-    import setuptools
-    captured = {}
-    original, setuptools.setup = setuptools.setup, lambda **kwargs: captured.update(kwargs)
-    try:
-        exec(compile((REPO / "setup.py").read_text(), "setup.py", "exec"), {"__name__": "setup"})
-    finally:
-        setuptools.setup = original
-    return captured
 
 
 def dockerfile_extras() -> list[str]:
@@ -100,8 +90,11 @@ def build_env(root: Path, extras: list[str]) -> Path:
     python = root / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
+    source = root.parent / f"{root.name}-source"   # a copy: pip builds in the tree it is given
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "setup.py", source / "setup.py")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                              "--no-deps", str(REPO)], capture_output=True, text=True, timeout=600)
+                              "--no-deps", str(source)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     ours = canonicalize_name(setup_kwargs()["name"])
     for name, dist in closure(requirements(extras)).items():

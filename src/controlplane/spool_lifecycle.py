@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from gateway.spool import OPEN_SUFFIX, SEGMENT_SUFFIX, closed_segments
+from gateway.spool import _fsync_dir as fsync_dir   # the spool's own: renames are durable once it returns
 
 HELD_DIR = "held"          # spool/<id>/held/: events whose contract cannot be resolved now
 LOCK_FILE = ".lock"
@@ -39,14 +40,6 @@ LOCK_FILE = ".lock"
 def held_files(directory: Path) -> list[Path]:
     held = Path(directory) / HELD_DIR
     return sorted(held.glob("*.jsonl")) if held.is_dir() else []
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
