@@ -14,8 +14,7 @@ from __future__ import annotations
 import sys
 
 from cli.main import summary
-from contracts import Contract, ContractError, load_contract
-from contracts.model import NODE, Node
+from contracts.model import NODE, Contract, Node
 
 STRM_META = (
     Node("eventContractRef", "STRING"), Node("nonce", "LONG"), Node("timestamp", "LONG"),
@@ -104,6 +103,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         contract = load_contract(args.contract)
     except ContractError as exc:

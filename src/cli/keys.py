@@ -17,7 +17,6 @@ import orjson
 from cli.jsonl_files import read_jsonl
 from cli.main import summary
 from cli.policies import register_purge
-from contracts import ContractError, load_contract
 from privacy.daead import DecryptError
 from privacy.fields import FieldPlan
 from privacy.kek import KekError, kek_from_uri
@@ -70,6 +69,8 @@ def _export(args) -> int:
 
 
 def _decrypt(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         keys = read_key_export(args.keys)
         fixed_plan = FieldPlan(load_contract(args.contract)) if args.contract else None

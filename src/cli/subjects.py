@@ -23,7 +23,6 @@ import sys
 
 from cli.main import summary
 from cli.store_options import add_store_options, local_output, open_kek, open_store
-from contracts import ContractError, load_contract
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
 from privacy.kek import KekError
@@ -127,6 +126,8 @@ def _events(files: list[str], links: set[str]):
 
 
 def _export(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
