@@ -39,7 +39,7 @@ def test_every_setting_is_one_kebab_case_flag_with_help():
     flags = settings_flags()
     assert len(flags) >= 20
     for action in parser._actions:
-        if action.dest == "help":
+        if action.dest == "help" or action.help == argparse.SUPPRESS:   # help, and hidden older spellings
             continue
         primary = action.option_strings[0]
         assert primary in flags and "_" not in primary and primary == primary.lower(), primary
