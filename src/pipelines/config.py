@@ -88,6 +88,27 @@ class PipelineConfig:
     def output_dir(self, *parts: str) -> str:
         return "/".join([self.output.rstrip("/"), *parts])
 
+    @classmethod
+    def build(cls, name: str, contract: Contract, input_path: str, streams: list[StreamSpec], output: str,
+              input_format: str = "jsonl", source: str = "") -> "PipelineConfig":
+        """A config made in code rather than read from a file (the local loop builds one from the
+        project model), with ``load_config``'s defaults: a local output keeps its key store and
+        KEK in the output root; consent and event time come from each event's ``strmMeta``."""
+        if is_remote(output):
+            raise ConfigError(f"{source or name}: output '{output}' is remote: build the config with load_config")
+        return cls(name=name, contract=contract, input_path=input_path, input_format=input_format,
+                   consent=ConsentConfig.from_dict(None), timestamp=TimestampConfig.from_dict(None),
+                   streams=list(streams), output=output, key_store=_local_key_store(output), kek=_local_kek(output),
+                   source=source or name)
+
+
+def _local_key_store(output: str) -> str:
+    return "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
+
+
+def _local_kek(output: str) -> str:
+    return "local://" + os.path.abspath(os.path.join(output, "kek.json"))
+
 
 def _read_text(source: str) -> str:
     """A local file, or gs://, s3://, azfs:// through Beam's FileSystems (flex templates read it there)."""
@@ -186,12 +207,12 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         if not local:
             raise ConfigError(f"{source}: output '{output}' is remote: give a key store (--key_store postgresql://... "
                               "or keys.store), the workers must share it")
-        key_store = "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
+        key_store = _local_key_store(output)
     if not kek:
         if not local:
             raise ConfigError(f"{source}: output '{output}' is remote: give a KEK (--kek gcp-kms://..., aws-kms://... "
                               "or keys.kek)")
-        kek = "local://" + os.path.abspath(os.path.join(output, "kek.json"))
+        kek = _local_kek(output)
 
     interval = int(overrides.get("export_interval") or export.get("interval") or 60)
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
