@@ -6,6 +6,12 @@ Dataflow workers install the same package through ``--setup_file ./setup.py``.
 """
 from setuptools import find_packages, setup
 
+CONTRACT_TOOLS = [                      # pstream contracts init / export / import (the wizard, ODCS v3)
+    "open-data-contract-standard>=3.1,<4",  # the ODCS model and JSON Schema (contracts.odcs)
+    "phonenumbers>=8.13,<10",           # phone numbers in samples (contracts.classify)
+    "python-stdnum>=1.19,<3",           # IBANs in samples (contracts.classify)
+]
+
 setup(
     name="beam-privacy-streams",
     version="0.1.0",
@@ -41,7 +47,10 @@ setup(
         "aiohttp>=3.9,<4",
     ],
     extras_require={
+        "workshop": CONTRACT_TOOLS,     # what the pstream command line needs beyond the graph
         "test": [
+            *CONTRACT_TOOLS,
+            "pexpect>=4.8,<5",          # the contract wizard driven through a pseudo-terminal
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "cli.keys",
     "cli.subjects",
     "cli.policies",
+    "cli.contracts",
 ]
 
 

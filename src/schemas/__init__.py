@@ -181,8 +181,9 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
 def check(data, schema: str | dict, source: str):
     """Check loaded data against a published schema (by name) or a schema mapping; SchemaError
     for the most relevant problem."""
-    validator = (_validator(schema) if isinstance(schema, str)
-                 else jsonschema.Draft202012Validator(schema, registry=_registry()))
+    validator = (_validator(schema) if isinstance(schema, str)   # a given schema: the draft its $schema names
+                 else jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)(
+                     schema, registry=_registry()))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         # the deepest error of a oneOf/anyOf is the useful one (best_match prefers shallow ones)

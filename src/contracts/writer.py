@@ -1,0 +1,81 @@
+"""Write a contract back as the YAML the loader reads: THE way a contract becomes a file.
+
+    from contracts import load_contract
+    from contracts.writer import contract_data, contract_yaml
+    contract = load_contract("strmprivacy/PrivacyEngineeringWorkshop/1.0.0")
+    data = contract_data(contract)          # the mapping (contract.schema.json), in schema order
+    text = contract_yaml(contract, comments=["Proposed by pstream contracts init"])
+    parse_contract(yaml.safe_load(text)) == contract                  # True: nothing is lost
+
+``contract_data`` writes only what differs from the defaults (``repeated: false`` is left out),
+``fieldMetadata`` and ``validations`` in schema order, as the loader orders them. Leaf
+mappings are written in flow style (``- {name: userId, type: STRING, required: true}``), as in
+the shipped contracts; comments go on top. No anchors or aliases are ever written (the strict
+loader refuses them).
+"""
+from __future__ import annotations
+
+import yaml
+
+from contracts.model import NODE, Contract, Node
+
+
+def _node_data(node: Node) -> dict:
+    data = {"name": node.name, "type": node.type}
+    if node.repeated:
+        data["repeated"] = True
+    if node.required:
+        data["required"] = True
+    if node.doc is not None:
+        data["doc"] = node.doc
+    if node.type == NODE:
+        data["nodes"] = [_node_data(child) for child in node.nodes]
+    return data
+
+
+def contract_data(contract: Contract) -> dict:
+    """The contract as the mapping of its YAML file (checked by contract.schema.json)."""
+    data = {
+        "ref": contract.ref,
+        "state": contract.state,
+        "schema": {"name": contract.schema_name or contract.name,
+                   "nodes": [_node_data(node) for node in contract.nodes]},
+        "keyField": contract.key_field,
+    }
+    if contract.data_subject_field is not None:
+        data["dataSubjectField"] = contract.data_subject_field
+    nulls = {n.field: n for n in contract.null_handling}
+    metadata = []
+    for path in contract.field_paths():
+        personal = {}
+        if path in contract.pii:
+            personal = {"isPii": True, "purposeLevel": contract.pii[path]}
+        if path in contract.quasi_ids:
+            personal["isQuasiId"] = True
+        entry = {"fieldName": path}
+        if personal:
+            entry["personalDataConfig"] = personal
+        if path in nulls:
+            entry["nullHandlingConfig"] = {"type": nulls[path].action}
+            if nulls[path].default is not None:
+                entry["nullHandlingConfig"]["defaultValue"] = nulls[path].default
+        if len(entry) > 1:
+            metadata.append(entry)
+    if metadata:
+        data["fieldMetadata"] = metadata
+    if contract.validations:
+        data["validations"] = [{"field": v.field, "type": "regex", "value": v.regex} for v in contract.validations]
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):  # never &anchors / *aliases, even for a value used twice
+        return True
+
+
+def contract_yaml(contract: Contract | dict, comments: list[str] | tuple[str, ...] = ()) -> str:
+    """The YAML text of a contract (or of its mapping), with ``comments`` as ``#`` lines on top."""
+    data = contract_data(contract) if isinstance(contract, Contract) else contract
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
+    header = "".join(f"# {line}".rstrip() + "\n" for text in comments for line in str(text).splitlines() or [""])
+    return header + body
