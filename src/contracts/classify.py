@@ -74,7 +74,12 @@ _ADDRESS = compile_regex(
 )
 
 
+_IP_SHAPE = compile_regex(r"[0-9.]{7,15}|[0-9A-Fa-f:.]{2,45}")
+
+
 def _is_ip(text: str) -> bool:
+    if _IP_SHAPE.fullmatch(text) is None or ("." not in text and ":" not in text):
+        return False
     try:
         ipaddress.ip_address(text)
         return True

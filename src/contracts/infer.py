@@ -365,9 +365,10 @@ class Proposal:
 
     def set_key_field(self, path: str):
         """Make ``path`` the key field (and data subject field): a required, non-repeated STRING."""
-        profile = self._string_field(path, "the key field")
-        if profile.repeated:
+        profile = self.profile(path)
+        if profile is not None and profile.repeated:
             raise ContractError(f"field '{path}' is repeated: the key field must hold one value")
+        profile = self._string_field(path, "the key field")
         for previous in self._made_required - {path}:
             self.profile(previous).required = False
         self._made_required = set() if profile.required and path not in self._made_required else {path}

@@ -53,7 +53,7 @@ from contracts.loader import REF_PATTERN, ContractError, parse_contract
 from contracts.model import NODE, Contract, Node
 from contracts.regex_compare import anchored
 from contracts.writer import _Dumper
-from schemas import SchemaError, _shown, check, load_strict_yaml
+from schemas import SchemaError, _shown, check, load_strict_yaml, validator_for
 
 API_VERSION = "v3.1.0"
 VENDOR = "pstream."
@@ -75,6 +75,11 @@ def odcs_json_schema() -> dict:
     return json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text("utf-8"))
 
 
+@functools.lru_cache(maxsize=1)
+def _odcs_validator():
+    return validator_for(odcs_json_schema())
+
+
 def _model():
     from open_data_contract_standard.model import OpenDataContractStandard
     return OpenDataContractStandard
@@ -84,7 +89,7 @@ def validate_odcs(data, source: str = "<odcs>"):
     """Check an ODCS mapping with the standard's JSON Schema and its pydantic model; the model.
     ContractError names the source, the path and the problem."""
     try:
-        check(data, odcs_json_schema(), source)
+        check(data, _odcs_validator(), source)
     except SchemaError as exc:
         raise ContractError(f"not a valid ODCS document: {exc}") from None
     import pydantic
@@ -157,7 +162,7 @@ def _property(contract: Contract, node: Node, path: str, regexes: dict, nulls: d
 
 
 def to_odcs(contract: Contract) -> dict:
-    """The ODCS v3 mapping of a contract (checked by the standard's model and JSON Schema)."""
+    """The ODCS v3 mapping of a contract (``export_odcs`` checks it and writes the YAML)."""
     regexes: dict[str, list[str]] = {}
     for validation in contract.validations:
         regexes.setdefault(validation.field, []).append(validation.regex)
@@ -176,12 +181,12 @@ def to_odcs(contract: Contract) -> dict:
             "properties": [_property(contract, node, node.name, regexes, nulls) for node in contract.nodes],
         }],
     }
-    validate_odcs(doc, f"ODCS export of {contract.ref}")
     return doc
 
 
 def export_odcs(contract: Contract) -> str:
-    """The ODCS v3 YAML of a contract, dumped through the standard's model."""
+    """The ODCS v3 YAML of a contract, checked by the standard's JSON Schema and dumped through
+    its model."""
     model = validate_odcs(to_odcs(contract), f"ODCS export of {contract.ref}")
     data = model.model_dump(exclude_none=True, by_alias=True)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
@@ -475,8 +480,9 @@ def _ref_parts(data: dict, schema: dict, source: str, ref: str | None) -> tuple[
         if not match:
             raise ContractError(f"'{_shown(ref)}' is not a contract reference of the form handle/name/1.2.3")
         return match.groups()
-    candidate = f"{data.get('tenant')}/{data.get('name') or schema.get('name')}/{data.get('version')}"
-    match = REF_PATTERN.match(candidate)
+    parts = (data.get("tenant"), data.get("name") or schema.get("name"), data.get("version"))
+    candidate = "/".join(str(p) for p in parts)
+    match = REF_PATTERN.match(candidate) if all(isinstance(p, str) for p in parts) else None
     if not match:
         raise ContractError(f"{source}: tenant, name and version ('{_shown(candidate)}') do not make a contract "
                             "reference handle/name/1.2.3: give one (--ref)")

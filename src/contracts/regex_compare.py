@@ -17,7 +17,8 @@ syntax and RE2's disagree) into a small tree of character sets, sequences, alter
 repetitions, then compared with rules that each state a true inclusion of languages:
 
 - a set is inside a set that contains all its characters (``[a-c]`` in ``[a-z]``, ``\\d`` in ``\\w``)
-- an alternation is inside X when each branch is; X is inside an alternation when it is inside a branch
+- an alternation is inside X when each branch is; X is inside an alternation when it is inside a
+  branch (a set: when each of its characters is a one-character branch)
 - ``x{a,b}`` is inside ``y{c,d}`` when x is inside y and c <= a, b <= d (``x`` is ``x{1,1}``);
   a run of pieces inside y, counted together, fits y's bounds (``ab`` in ``[a-z]+``)
 - a sequence is inside another when its parts line up with the other's in order, each inside
@@ -226,6 +227,10 @@ class _Compare:
             return self.atom(items_a[0], items_b[0])
         if len(items_b) == 1 and items_b[0][0] == "alt" and any(self.sub(a, y) for y in items_b[0][1]):
             return True
+        if len(items_b) == 1 and items_b[0][0] == "rep":   # ab inside (ab)*: one repetition
+            _, lo, hi, item = items_b[0]
+            if lo <= 1 and (hi is None or hi >= 1) and self.sub(a, item):
+                return True
         if len(items_a) == 1 and items_a[0][0] == "alt":
             return all(self.sub(x, b) for x in items_a[0][1])
         return self.sequence(items_a, items_b)
@@ -237,6 +242,8 @@ class _Compare:
         if a[0] == "alt":
             return all(self.sub(x, b) for x in a[1])
         if b[0] == "alt":
+            if a[0] == "set" and _within(a[1], _ranges(_single_characters(b))):
+                return True   # [LMS] inside S|M|L|XL: each character is a branch of its own
             return any(self.sub(a, y) for y in b[1])
         if a[0] == "set" and b[0] == "set":
             return _within(a[1], b[1])
@@ -294,6 +301,15 @@ class _Compare:
             if lo <= low and (hi is None or (high is not None and high <= hi)) and fits(k + 1, j + 1):
                 return True
         return False
+
+
+def _single_characters(node) -> list:
+    """The ranges of the one-character branches of an alternation (nested ones too)."""
+    if node[0] == "set":
+        return list(node[1])
+    if node[0] == "alt":
+        return [r for branch in node[1] for r in _single_characters(branch)]
+    return []
 
 
 def _within(inner: tuple, outer: tuple) -> bool:
