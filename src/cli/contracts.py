@@ -45,8 +45,7 @@ def register(subparsers) -> None:
     init.add_argument("--from", dest="sample", required=True, metavar="SAMPLE",
                       help="a .csv file (with a header) or a .jsonl file (one JSON object a line)")
     init.add_argument("--ref", required=True, help="the new contract's reference, handle/name/1.0.0")
-    init.add_argument("-o", "--output", metavar="FILE", help="the YAML file to write (default: standard output)")
-    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    _output_options(init, "the contract YAML")
     init.add_argument("--yes", "-y", action="store_true",
                       help="accept the proposals (after the changes other flags make) without asking")
     init.add_argument("--key-field", metavar="FIELD", help="the key field (instead of the proposed one)")
@@ -71,8 +70,7 @@ def register(subparsers) -> None:
     diff.add_argument("previous", metavar="A", help="a contract reference (handle/name/1.0.0) or a YAML file")
     diff.add_argument("new", metavar="B", help="a contract reference or a YAML file")
     diff.add_argument("--format", choices=["text", "json"], default="text", help="report format (default %(default)s)")
-    diff.add_argument("--contracts-dir", action="append", default=[], metavar="DIR",
-                      help="also look for contract references in DIR (<handle>/<name>/<version>.yaml); repeatable")
+    _contracts_dir_option(diff)
     diff.set_defaults(func=_diff)
 
     export = actions.add_parser(
@@ -82,10 +80,8 @@ def register(subparsers) -> None:
         "levels, key and data subject fields as classification and pstream.* custom properties.")
     export.add_argument("ref", metavar="REF", help="a contract reference (handle/name/1.0.0) or a YAML file")
     export.add_argument("--format", choices=["odcs"], default="odcs", help="the file format (default %(default)s)")
-    export.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: standard output)")
-    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    export.add_argument("--contracts-dir", action="append", default=[], metavar="DIR",
-                        help="also look for contract references in DIR; repeatable")
+    _output_options(export, "the ODCS YAML")
+    _contracts_dir_option(export)
     export.set_defaults(func=_export)
 
     imp = actions.add_parser(
@@ -94,12 +90,21 @@ def register(subparsers) -> None:
         "the key field, PII fields, purpose levels and quasi-identifiers proposed by the wizard's rules. "
         "What the file says that a contract cannot carry is listed. Writes the contract as state DRAFT.")
     imp.add_argument("file", metavar="FILE", help="an ODCS v3 YAML file")
-    imp.add_argument("-o", "--output", metavar="FILE", help="the contract YAML to write (default: standard output)")
-    imp.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    _output_options(imp, "the contract YAML")
     imp.add_argument("--ref", help="the contract's reference (default: the file's tenant/name/version)")
     imp.add_argument("--key-field", metavar="FIELD", help="the key field (instead of the file's or the proposed one)")
     imp.add_argument("--schema", metavar="NAME", help="the schema object to import, when the file has several")
     imp.set_defaults(func=_import)
+
+
+def _output_options(parser, what: str):
+    parser.add_argument("-o", "--output", metavar="FILE", help=f"write {what} to FILE (default: standard output)")
+    parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+
+def _contracts_dir_option(parser):
+    parser.add_argument("--contracts-dir", action="append", default=[], metavar="DIR",
+                        help="also look for contract references in DIR (<handle>/<name>/<version>.yaml); repeatable")
 
 
 def _positive(text: str) -> int:
@@ -166,6 +171,10 @@ def _init(args) -> int:
 
     if not REF_PATTERN.match(args.ref):
         return _err("init", f"--ref '{args.ref}' is not of the form handle/name/1.2.3")
+    import phonenumbers
+    args.phone_region = args.phone_region.upper()
+    if args.phone_region not in phonenumbers.SUPPORTED_REGIONS:
+        return _err("init", f"--phone-region '{args.phone_region}' is not a region code such as US, NL or DE")
     try:
         pii_flags = {field: _level(value) for field, value in _pairs(args.pii, "FIELD=LEVEL").items()}
         type_flags = {field: value.upper() for field, value in _pairs(args.types, "FIELD=TYPE").items()}

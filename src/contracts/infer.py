@@ -35,11 +35,13 @@ from contracts import classify
 from contracts.events import INT32, INT64, EventError, EventValidator, coerce_row
 from contracts.events import _parse_structured as parse_structured
 from contracts.loader import ContractError, parse_contract
-from contracts.model import NODE, SCALAR_TYPES, Contract
+from contracts.model import NODE, SCALAR_TYPES, Contract, Node
+from contracts.writer import field_metadata, node_data, validation_data
 
 DEFAULT_MAX_ROWS = 1000
 MAX_LINE_BYTES = 1 << 20          # a longer JSONL line is skipped (and counted)
 VALUE_TESTS = 500                 # values per field tested against the personal-data patterns
+MAX_DISTINCT = 100_000            # distinct values counted per field (list items can be many)
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?[0-9]+(\.[0-9]+([eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)")
@@ -190,7 +192,7 @@ class FieldProfile:
                 child.add(child_value, False, phone_region)
             return
         self.values += 1
-        if len(self.distinct) < DEFAULT_MAX_ROWS * 100:
+        if len(self.distinct) < MAX_DISTINCT:
             self.distinct.add(hash(parsed))
         if self.small_values is not None:
             self.small_values.add(parsed if kind == "text" else None)
@@ -401,22 +403,16 @@ class Proposal:
         if self.key_field is None:
             raise ContractError("no key field: choose one (a required STRING field that identifies the "
                                 "data subject, e.g. a customer id)")
-        order = {path: i for i, path in enumerate(self.paths())}
-        handle, name, _version = self.ref.split("/")
+        paths = self.paths()
         data = {"ref": self.ref, "state": "DRAFT",
-                "schema": {"name": name, "nodes": [_node(p) for p in self.fields if p.type is not None]},
+                "schema": {"name": self.ref.split("/")[1],
+                           "nodes": [node_data(_node(p)) for p in self.fields if p.type is not None]},
                 "keyField": self.key_field, "dataSubjectField": self.key_field}
-        metadata = []
-        for path in sorted(set(self.pii) | set(self.quasi_ids), key=order.__getitem__):
-            personal = {"isPii": True, "purposeLevel": self.pii[path]} if path in self.pii else {}
-            if path in self.quasi_ids:
-                personal["isQuasiId"] = True
-            metadata.append({"fieldName": path, "personalDataConfig": personal})
+        metadata = field_metadata(paths, self.pii, self.quasi_ids, {})
         if metadata:
             data["fieldMetadata"] = metadata
         if self.validations:
-            data["validations"] = [{"field": path, "type": "regex", "value": self.validations[path]}
-                                   for path in sorted(self.validations, key=order.__getitem__)]
+            data["validations"] = validation_data((p, self.validations[p]) for p in paths if p in self.validations)
         return data
 
     def contract(self) -> Contract:
@@ -443,17 +439,10 @@ class Proposal:
         return lines + self.notes
 
 
-def _node(profile: FieldProfile) -> dict:
-    node = {"name": profile.name, "type": profile.type}
-    if profile.repeated:
-        node["repeated"] = True
-    if profile.required:
-        node["required"] = True
-    if profile.doc is not None:
-        node["doc"] = profile.doc
-    if profile.type == NODE:
-        node["nodes"] = [_node(c) for c in profile.children.values() if c.type is not None]
-    return node
+def _node(profile: FieldProfile) -> Node:
+    children = tuple(_node(c) for c in profile.children.values() if c.type is not None)
+    return Node(profile.name, profile.type, profile.repeated, profile.required,
+                children if profile.type == NODE else (), profile.doc)
 
 
 def _share(count: int, total: int) -> str:

@@ -52,7 +52,7 @@ from contracts.infer import NAME, FieldProfile, propose
 from contracts.loader import REF_PATTERN, ContractError, parse_contract
 from contracts.model import NODE, Contract, Node
 from contracts.regex_compare import anchored
-from contracts.writer import _Dumper
+from contracts.writer import NoAliasDumper, field_metadata, null_handling_data, validation_data
 from schemas import SchemaError, _shown, check, load_strict_yaml, validator_for
 
 API_VERSION = "v3.1.0"
@@ -149,10 +149,7 @@ def _property(contract: Contract, node: Node, path: str, regexes: dict, nulls: d
     if path == contract.data_subject_field:
         custom.append(_custom("dataSubject", True))
     if path in nulls:
-        handling = {"type": nulls[path].action}
-        if nulls[path].default is not None:
-            handling["defaultValue"] = nulls[path].default
-        custom.append(_custom("nullHandling", handling))
+        custom.append(_custom("nullHandling", null_handling_data(nulls[path])))
     written = value.get("logicalTypeOptions", {}).get("pattern")
     if own and [written] != own:
         custom.append(_custom("patterns", list(own)))
@@ -189,7 +186,7 @@ def export_odcs(contract: Contract) -> str:
     its model."""
     model = validate_odcs(to_odcs(contract), f"ODCS export of {contract.ref}")
     data = model.model_dump(exclude_none=True, by_alias=True)
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    return yaml.dump(data, Dumper=NoAliasDumper, sort_keys=False, allow_unicode=True, width=110)
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -432,25 +429,11 @@ def from_odcs(data, source: str = "<odcs>", ref: str | None = None, key_field: s
         _require(nodes, proposal.key_field)
         pii, quasi, nulls, reasons = proposal.pii, proposal.quasi_ids, {}, proposal.reasons
         reader.notes.extend(proposal.notes)
-    metadata = []
-    for path in _paths(nodes):
-        entry = {"fieldName": path}
-        personal = {}
-        if path in pii:
-            personal.update(isPii=True, purposeLevel=pii[path])
-        if path in quasi:
-            personal["isQuasiId"] = True
-        if personal:
-            entry["personalDataConfig"] = personal
-        if path in nulls:
-            entry["nullHandlingConfig"] = nulls[path]
-        if len(entry) > 1:
-            metadata.append(entry)
+    metadata = field_metadata(_paths(nodes), pii, quasi, nulls)
     if metadata:
         mapping["fieldMetadata"] = metadata
     if reader.validations:
-        mapping["validations"] = [{"field": path, "type": "regex", "value": value}
-                                  for path, value in reader.validations]
+        mapping["validations"] = validation_data(reader.validations)
     contract = parse_contract(mapping, source=source)
     return ImportResult(mapping, contract, ours, reader.notes, reasons)
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import yaml
 
-from contracts.model import NODE, Contract, Node
+from contracts.model import NODE, Contract, Node, NullHandling
 
 
-def _node_data(node: Node) -> dict:
+def node_data(node: Node) -> dict:
+    """One schema node as written in a contract file (defaults left out)."""
     data = {"name": node.name, "type": node.type}
     if node.repeated:
         data["repeated"] = True
@@ -29,8 +30,31 @@ def _node_data(node: Node) -> dict:
     if node.doc is not None:
         data["doc"] = node.doc
     if node.type == NODE:
-        data["nodes"] = [_node_data(child) for child in node.nodes]
+        data["nodes"] = [node_data(child) for child in node.nodes]
     return data
+
+
+def field_metadata(paths, pii: dict, quasi_ids, nulls: dict) -> list[dict]:
+    """``fieldMetadata`` entries in the order of ``paths`` (the schema's): PII with its purpose
+    level, quasi-identifiers, and ``nulls`` (path -> nullHandlingConfig mapping)."""
+    entries = []
+    for path in paths:
+        personal = {"isPii": True, "purposeLevel": pii[path]} if path in pii else {}
+        if path in quasi_ids:
+            personal["isQuasiId"] = True
+        entry = {"fieldName": path}
+        if personal:
+            entry["personalDataConfig"] = personal
+        if path in nulls:
+            entry["nullHandlingConfig"] = nulls[path]
+        if len(entry) > 1:
+            entries.append(entry)
+    return entries
+
+
+def validation_data(pairs) -> list[dict]:
+    """``validations`` entries of (field, regex) pairs."""
+    return [{"field": path, "type": "regex", "value": regex} for path, regex in pairs]
 
 
 def contract_data(contract: Contract) -> dict:
@@ -39,36 +63,29 @@ def contract_data(contract: Contract) -> dict:
         "ref": contract.ref,
         "state": contract.state,
         "schema": {"name": contract.schema_name or contract.name,
-                   "nodes": [_node_data(node) for node in contract.nodes]},
+                   "nodes": [node_data(node) for node in contract.nodes]},
         "keyField": contract.key_field,
     }
     if contract.data_subject_field is not None:
         data["dataSubjectField"] = contract.data_subject_field
-    nulls = {n.field: n for n in contract.null_handling}
-    metadata = []
-    for path in contract.field_paths():
-        personal = {}
-        if path in contract.pii:
-            personal = {"isPii": True, "purposeLevel": contract.pii[path]}
-        if path in contract.quasi_ids:
-            personal["isQuasiId"] = True
-        entry = {"fieldName": path}
-        if personal:
-            entry["personalDataConfig"] = personal
-        if path in nulls:
-            entry["nullHandlingConfig"] = {"type": nulls[path].action}
-            if nulls[path].default is not None:
-                entry["nullHandlingConfig"]["defaultValue"] = nulls[path].default
-        if len(entry) > 1:
-            metadata.append(entry)
+    nulls = {n.field: null_handling_data(n) for n in contract.null_handling}
+    metadata = field_metadata(contract.field_paths(), contract.pii, contract.quasi_ids, nulls)
     if metadata:
         data["fieldMetadata"] = metadata
     if contract.validations:
-        data["validations"] = [{"field": v.field, "type": "regex", "value": v.regex} for v in contract.validations]
+        data["validations"] = validation_data((v.field, v.regex) for v in contract.validations)
     return data
 
 
-class _Dumper(yaml.SafeDumper):
+def null_handling_data(nulls: NullHandling) -> dict:
+    """A nullHandlingConfig mapping (``defaultValue`` only when there is one)."""
+    data = {"type": nulls.action}
+    if nulls.default is not None:
+        data["defaultValue"] = nulls.default
+    return data
+
+
+class NoAliasDumper(yaml.SafeDumper):
     def ignore_aliases(self, data):  # never &anchors / *aliases, even for a value used twice
         return True
 
@@ -76,6 +93,6 @@ class _Dumper(yaml.SafeDumper):
 def contract_yaml(contract: Contract | dict, comments: list[str] | tuple[str, ...] = ()) -> str:
     """The YAML text of a contract (or of its mapping), with ``comments`` as ``#`` lines on top."""
     data = contract_data(contract) if isinstance(contract, Contract) else contract
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
+    body = yaml.dump(data, Dumper=NoAliasDumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
     header = "".join(f"# {line}".rstrip() + "\n" for text in comments for line in str(text).splitlines() or [""])
     return header + body
