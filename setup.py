@@ -24,6 +24,10 @@ WORKSHOP = [                            # everything pstream runs
     *GATEWAY,
     "aiohttp>=3.9,<4",                  # the Python driver (SyncSender, AsyncSender), pstream simulate
     "faker>=20,<41",                    # the example data (pstream generate, python -m pipelines.run without input)
+    # the contract tools: pstream contracts init / export / import (the wizard, ODCS v3)
+    "open-data-contract-standard>=3.1,<4",  # the ODCS model and JSON Schema (contracts.odcs)
+    "phonenumbers>=8.13,<10",           # phone numbers in samples (contracts.classify)
+    "python-stdnum>=1.19,<3",           # IBANs in samples (contracts.classify)
 ]
 
 setup(
@@ -57,6 +61,7 @@ setup(
         "workshop": WORKSHOP,
         "test": [
             *WORKSHOP,
+            "pexpect>=4.8,<5",          # the contract wizard driven through a pseudo-terminal
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",

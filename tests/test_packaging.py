@@ -35,7 +35,9 @@ from pipelines.example_data import write_webshop_csv
 
 OUR_PACKAGES = {"cli", "contracts", "controlplane", "driver", "gateway", "pipelines", "privacy", "schemas", "transforms"}
 WORKER_PACKAGES = ("contracts", "privacy", "transforms", "pipelines", "schemas")
-OTHER_EXTRAS = {"privacy/onthefly_duckdb.py": "analytics", "gateway/publish_kafka.py": "kafka"}
+OTHER_EXTRAS = {"privacy/onthefly_duckdb.py": "analytics", "gateway/publish_kafka.py": "kafka",
+                # the contract authoring tools (pstream contracts init / export / import): the command line's
+                "contracts/classify.py": "workshop", "contracts/infer.py": "workshop", "contracts/odcs.py": "workshop"}
 NOT_ON_WORKERS = ["uvicorn", "uvloop", "httptools", "faker"]   # aiohttp, websockets, httpx come with apache-beam[gcp]
 ROLE_PACKAGES = {"uvicorn", "uvloop", "httptools", "websockets", "aiohttp", "httpx", "requests", "faker",
                  "pytest", "hypothesis"}

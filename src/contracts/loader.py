@@ -218,6 +218,9 @@ def parse_contract(data, source: str = "<contract>") -> Contract:
             fail(f"invalid regex '{_shown(entry['value'])}': {_shown(str(exc))}", path)
         validations.append(Validation(path, pattern.pattern, pattern))
 
+    # Classification and checks in schema order (a field's own regexes keep theirs): the order
+    # they are listed in has no meaning, so two files that say the same make equal contracts.
+    position = {path: i for i, path in enumerate(Contract("", "", "", ACTIVE, nodes, key_field).field_paths())}
     return Contract(
         handle=handle,
         name=name,
@@ -226,11 +229,12 @@ def parse_contract(data, source: str = "<contract>") -> Contract:
         nodes=nodes,
         key_field=key_field,
         data_subject_field=subject_field,
-        pii=pii,
-        quasi_ids=tuple(quasi_ids),
-        validations=tuple(validations),
-        null_handling=tuple(null_handling),
+        pii={path: pii[path] for path in sorted(pii, key=position.__getitem__)},
+        quasi_ids=tuple(sorted(quasi_ids, key=position.__getitem__)),
+        validations=tuple(sorted(validations, key=lambda v: position[v.field])),
+        null_handling=tuple(sorted(null_handling, key=lambda n: position[n.field])),
         source=source,
+        schema_name=data["schema"].get("name", name),
     )
 
 

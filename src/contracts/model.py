@@ -73,7 +73,8 @@ class Contract:
     quasi_ids: tuple[str, ...] = ()
     validations: tuple[Validation, ...] = ()
     null_handling: tuple[NullHandling, ...] = ()
-    source: str = ""
+    source: str = field(default="", compare=False)  # where it was read from: not part of what it says
+    schema_name: str | None = None                  # schema.name; the loader fills in the contract's name
 
     @property
     def ref(self) -> str:

@@ -178,11 +178,18 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     return path, problem + (f" ({description})" if description else "")
 
 
-def check(data, schema: str | dict, source: str):
-    """Check loaded data against a published schema (by name) or a schema mapping; SchemaError
-    for the most relevant problem."""
+def validator_for(schema: dict):
+    """A validator of a schema mapping, for the draft its ``$schema`` names (2020-12 without one);
+    build it once for a large schema and pass it to ``check``."""
+    cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    return cls(schema, registry=_registry())
+
+
+def check(data, schema, source: str):
+    """Check loaded data against a published schema (by name), a schema mapping or a validator
+    (``validator_for``); SchemaError for the most relevant problem."""
     validator = (_validator(schema) if isinstance(schema, str)
-                 else jsonschema.Draft202012Validator(schema, registry=_registry()))
+                 else validator_for(schema) if isinstance(schema, dict) else schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         # the deepest error of a oneOf/anyOf is the useful one (best_match prefers shallow ones)

@@ -1,0 +1,354 @@
+"""``pstream contracts``: propose a contract from sample data, compare versions, ODCS v3 files.
+
+    pstream contracts init --from example_input.csv --ref acme/Shop/1.0.0 -o shop.yaml    # asks
+    pstream contracts init --from events.jsonl --ref acme/Shop/1.0.0 --yes --key-field userId \\
+        --pii email=2,address=none -o shop.yaml                                          # asks nothing
+    pstream contracts diff acme/Shop/1.0.0 shop-1.1.0.yaml     # each change and the bump it needs
+    pstream contracts export acme/Shop/1.0.0 --format odcs -o shop.odcs.yaml
+    pstream contracts import shop.odcs.yaml -o shop.yaml       # a DRAFT contract file, for review
+
+``init`` reads the first rows of a CSV or JSONL file (``--max-rows``), proposes types, the key
+field, PII fields with purpose levels, quasi-identifiers and regexes for small enumerations
+(``contracts.infer``, ``contracts.classify``), asks about each (Enter keeps a proposal) unless
+``--yes``, checks that the result accepts the sampled rows, and writes the YAML (state DRAFT) to
+``-o`` or standard output. Questions and explanations go to standard error; no sampled value
+is ever printed. ``diff`` exits 1 when the second version's number is too small for its
+changes (``contracts.compat``), so a CI job can run it. ``import`` writes a DRAFT whatever the
+file's status: an imported contract is reviewed before it accepts events.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "data contracts: propose one from sample data (init), compare versions (diff), ODCS v3 (export, import)"
+
+
+class _Aborted(Exception):
+    pass
+
+
+def register(subparsers) -> None:
+    contracts = subparsers.add_parser("contracts", help=HELP, description=HELP + ".")
+    actions = contracts.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    init = actions.add_parser(
+        "init", help="propose a contract from a CSV or JSONL sample, ask about each proposal, write the YAML",
+        description="Reads the first rows of a sample and proposes a contract: types (STRING, INTEGER, LONG, "
+        "FLOAT, BOOLEAN, repeated and nested fields), the key field, PII fields with purpose levels (1 "
+        "identifiers, 2 contact data, 3 financial/birth data), quasi-identifiers and regexes for small "
+        "enumerations. Asks about each proposal (Enter keeps it) unless --yes. Writes the contract (state DRAFT) "
+        "for review to -o, or to standard output. Sample values are never printed.")
+    init.add_argument("--from", dest="sample", required=True, metavar="SAMPLE",
+                      help="a .csv file (with a header) or a .jsonl file (one JSON object a line)")
+    init.add_argument("--ref", required=True, help="the new contract's reference, handle/name/1.0.0")
+    _output_options(init, "the contract YAML")
+    init.add_argument("--yes", "-y", action="store_true",
+                      help="accept the proposals (after the changes other flags make) without asking")
+    init.add_argument("--key-field", metavar="FIELD", help="the key field (instead of the proposed one)")
+    init.add_argument("--pii", metavar="FIELD=LEVEL,...", default="",
+                      help="PII fields and their purpose levels, added to or replacing the proposals; "
+                      "FIELD=none: not PII")
+    init.add_argument("--quasi-ids", metavar="FIELD,...",
+                      help="the quasi-identifiers (instead of the proposed ones); '-' for none")
+    init.add_argument("--types", metavar="FIELD=TYPE,...", default="",
+                      help="types instead of the inferred ones (STRING, INTEGER, LONG, FLOAT, BOOLEAN)")
+    init.add_argument("--max-rows", type=_positive, default=1000, metavar="N",
+                      help="read at most N rows of the sample (default %(default)s)")
+    init.add_argument("--phone-region", default="US", metavar="CC",
+                      help="the region of phone numbers written without +country code (default %(default)s)")
+    init.set_defaults(func=_init)
+
+    diff = actions.add_parser(
+        "diff", help="the changes between two contract versions and the version bump each needs",
+        description="Compares contract B with A: each change (removed or retyped fields, required fields, "
+        "regexes, key field, purpose levels, ...) and the version bump it needs (major, minor or patch). "
+        "Exit status 1 when B is a version of A whose number is too small for its changes, 0 otherwise.")
+    diff.add_argument("previous", metavar="A", help="a contract reference (handle/name/1.0.0) or a YAML file")
+    diff.add_argument("new", metavar="B", help="a contract reference or a YAML file")
+    diff.add_argument("--format", choices=["text", "json"], default="text", help="report format (default %(default)s)")
+    _contracts_dir_option(diff)
+    diff.set_defaults(func=_diff)
+
+    export = actions.add_parser(
+        "export", help="write a contract as an Open Data Contract Standard (ODCS v3) YAML file",
+        description="Writes the contract as ODCS v3 YAML (validated with the open-data-contract-standard "
+        "package's model and JSON Schema): fields as schema properties, regexes as patterns, PII, purpose "
+        "levels, key and data subject fields as classification and pstream.* custom properties.")
+    export.add_argument("ref", metavar="REF", help="a contract reference (handle/name/1.0.0) or a YAML file")
+    export.add_argument("--format", choices=["odcs"], default="odcs", help="the file format (default %(default)s)")
+    _output_options(export, "the ODCS YAML")
+    _contracts_dir_option(export)
+    export.set_defaults(func=_export)
+
+    imp = actions.add_parser(
+        "import", help="read an ODCS v3 file as a contract (a DRAFT, for review)",
+        description="Reads an ODCS v3 YAML file. One exported by pstream comes back exactly; any other one gets "
+        "the key field, PII fields, purpose levels and quasi-identifiers proposed by the wizard's rules. "
+        "What the file says that a contract cannot carry is listed. Writes the contract as state DRAFT.")
+    imp.add_argument("file", metavar="FILE", help="an ODCS v3 YAML file")
+    _output_options(imp, "the contract YAML")
+    imp.add_argument("--ref", help="the contract's reference (default: the file's tenant/name/version)")
+    imp.add_argument("--key-field", metavar="FIELD", help="the key field (instead of the file's or the proposed one)")
+    imp.add_argument("--schema", metavar="NAME", help="the schema object to import, when the file has several")
+    imp.set_defaults(func=_import)
+
+
+def _output_options(parser, what: str):
+    parser.add_argument("-o", "--output", metavar="FILE", help=f"write {what} to FILE (default: standard output)")
+    parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+
+def _contracts_dir_option(parser):
+    parser.add_argument("--contracts-dir", action="append", default=[], metavar="DIR",
+                        help="also look for contract references in DIR (<handle>/<name>/<version>.yaml); repeatable")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _err(command: str, message) -> int:
+    print(f"pstream contracts {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _say(*lines: str):
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+def _pairs(text: str, what: str) -> dict[str, str]:
+    """'a=1,b=none' -> {'a': '1', 'b': 'none'}; ValueError naming a malformed entry."""
+    out = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        name, sep, value = entry.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"'{entry}' is not {what}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _level(text: str) -> int | None:
+    if text.lower() in ("none", "no", "n", "-"):
+        return None
+    try:
+        level = int(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a purpose level (a whole number >= 0, or none)") from None
+    if level < 0:
+        raise ValueError(f"'{text}' is not a purpose level (a whole number >= 0, or none)")
+    return level
+
+
+def _write(path: str | None, text: str, force: bool, command: str) -> int:
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    target = Path(path)
+    if target.exists() and not force:
+        return _err(command, f"{target} exists (--force overwrites it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    _say(f"wrote {target}")
+    return 0
+
+
+# -- init --------------------------------------------------------------------------------------
+def _init(args) -> int:
+    from contracts.infer import SampleError, check_sample, profile_rows, propose, read_sample
+    from contracts.loader import REF_PATTERN, ContractError
+    from contracts.writer import contract_yaml
+
+    if not REF_PATTERN.match(args.ref):
+        return _err("init", f"--ref '{args.ref}' is not of the form handle/name/1.2.3")
+    import phonenumbers
+    args.phone_region = args.phone_region.upper()
+    if args.phone_region not in phonenumbers.SUPPORTED_REGIONS:
+        return _err("init", f"--phone-region '{args.phone_region}' is not a region code such as US, NL or DE")
+    try:
+        pii_flags = {field: _level(value) for field, value in _pairs(args.pii, "FIELD=LEVEL").items()}
+        type_flags = {field: value.upper() for field, value in _pairs(args.types, "FIELD=TYPE").items()}
+        sample = read_sample(args.sample, max_rows=args.max_rows)
+        if not sample.rows:
+            return _err("init", f"{args.sample}: no rows to learn from")
+        profiles = profile_rows(sample.rows, text=sample.text, phone_region=args.phone_region)
+        proposal = propose(profiles, args.ref, key_field=args.key_field)
+        for field, type_name in type_flags.items():
+            proposal.set_type(field, type_name)
+        for field, level in pii_flags.items():
+            proposal.set_pii(field, level)
+        if args.quasi_ids is not None:
+            proposal.quasi_ids = [] if args.quasi_ids.strip() == "-" else _fields(proposal, args.quasi_ids)
+    except (SampleError, ContractError, ValueError) as exc:
+        return _err("init", exc)
+
+    rows = f"{len(sample.rows)} rows"
+    _say(f"read {rows} of {args.sample}" + (" (the file has more: --max-rows reads more)" if sample.more else ""),
+         *(f"skipped {n} line(s): {why}" for why, n in sample.skipped.items()))
+    try:
+        if not args.yes:
+            _ask_all(proposal)
+        contract = proposal.contract()
+        accepted, refused = check_sample(contract, sample.rows, text=sample.text)
+        verdict = f"The proposed contract accepts {accepted} of the {len(sample.rows)} sampled rows."
+        _say("", *proposal.summary(), verdict, *(f"  {n} refused: {why}" for why, n in refused.most_common(5)))
+        if not args.yes and _ask(f"Write it to {args.output or 'standard output'}? (y/n)", "y").lower() \
+                not in ("y", "yes"):
+            raise _Aborted("")
+    except _Aborted as exc:
+        _say(f"pstream contracts init: aborted{': ' + str(exc) if str(exc) else ''}; nothing written "
+             "(--yes accepts the proposals without asking)")
+        return 1
+    except ContractError as exc:
+        return _err("init", exc)
+    comments = [f"Proposed by `pstream contracts init` from {Path(args.sample).name} ({rows} read): "
+                "review it before use.", *proposal.summary(), verdict]
+    return _write(args.output, contract_yaml(contract, comments=comments), args.force, "init")
+
+
+def _fields(proposal, text: str) -> list[str]:
+    from contracts.loader import ContractError
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if proposal.profile(n) is None]
+    if unknown:
+        raise ContractError(f"not in the sample: {', '.join(unknown)}")
+    return names
+
+
+def _ask(question: str, default: str = "") -> str:
+    """One question on standard error, one line from standard input; EOF aborts."""
+    shown = f" [{default}]" if default else ""
+    sys.stderr.write(f"{question}{shown}: ")
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        sys.stderr.write("\n")
+        raise _Aborted("no answer (end of input)")
+    answer = line.strip()
+    if answer.lower() in ("q", "quit"):
+        raise _Aborted("")
+    return answer or default
+
+
+def _retry(question: str, default: str, apply) -> None:
+    """Ask until ``apply(answer)`` takes the answer (it raises ValueError or ContractError)."""
+    from contracts.loader import ContractError
+    while True:
+        answer = _ask(question, default)
+        try:
+            apply(answer)
+            return
+        except (ValueError, ContractError) as exc:
+            _say(f"  {exc}")
+
+
+def _ask_all(proposal) -> None:
+    _say("", "Proposed fields:", *(f"  {line}" for line in proposal.summary()), "",
+         "Enter keeps a proposal; type a change instead; q quits without writing.")
+
+    def types(answer):
+        for field, type_name in _pairs(answer, "FIELD=TYPE").items():
+            proposal.set_type(field, type_name.upper())
+    _retry("Types to change (FIELD=TYPE,...)", "", types)
+    _retry("Key field (identifies the data subject; events with the same value share keys)",
+           proposal.key_field or "", lambda answer: proposal.set_key_field(answer) if answer else _no_key())
+    _say("PII fields are encrypted; a privacy stream decrypts one for consent to its purpose level "
+         "(1 identifiers, 2 contact data, 3 financial/birth data). 'n': not PII.")
+    for path in list(proposal.pii):
+        why = "; ".join(r for r in proposal.reasons.get(path, []) if not r.startswith("key field"))
+        _retry(f"  {path} ({why}): purpose level", str(proposal.pii[path]),
+               lambda answer, path=path: proposal.set_pii(path, _level(answer)))
+
+    def more(answer):
+        for field, value in _pairs(answer, "FIELD=LEVEL").items():
+            proposal.set_pii(field, _level(value))
+    _retry("More PII fields (FIELD=LEVEL,...)", "", more)
+
+    def quasi(answer):
+        proposal.quasi_ids = [] if answer == "-" else [p for p in _fields(proposal, answer) if p not in proposal.pii]
+    _retry("Quasi-identifiers (FIELD,...; '-' for none)", ",".join(proposal.quasi_ids) or "-", quasi)
+    for path in list(proposal.validations):
+        _retry(f"  {path}: regex ('-' for none)", proposal.validations[path],
+               lambda answer, path=path: _set_regex(proposal, path, answer))
+
+
+def _no_key():
+    raise ValueError("a contract needs a key field")
+
+
+def _set_regex(proposal, path: str, answer: str):
+    from contracts.regex import RegexError, compile_regex
+    if answer == "-":
+        proposal.validations.pop(path, None)
+        return
+    try:
+        compile_regex(answer)
+    except RegexError as exc:
+        raise ValueError(f"not a regex RE2 can use: {exc}") from None
+    proposal.validations[path] = answer
+
+
+# -- diff, export, import ----------------------------------------------------------------------
+def _diff(args) -> int:
+    import json
+
+    from contracts import ContractError, load_contract
+    from contracts.compat import check_version_bump, diff_contracts
+    try:
+        previous = load_contract(args.previous, args.contracts_dir)
+        new = load_contract(args.new, args.contracts_dir)
+    except ContractError as exc:
+        return _err("diff", exc)
+    same = (previous.handle, previous.name) == (new.handle, new.name)
+    report = check_version_bump(previous, new) if same else diff_contracts(previous, new)
+    if args.format == "json":
+        print(json.dumps({"previous": report.previous, "new": report.new, "required": report.required,
+                          "actual": report.actual if same else None, "ok": report.ok if same else None,
+                          "changes": [{"field": c.field, "what": c.what, "bump": c.bump} for c in report.changes]},
+                         indent=2))
+    else:
+        print(report.text())
+    return 0 if not same or report.ok else 1
+
+
+def _export(args) -> int:
+    from contracts import ContractError, load_contract
+    from contracts.odcs import export_odcs
+    try:
+        text = export_odcs(load_contract(args.ref, args.contracts_dir))
+    except ContractError as exc:
+        return _err("export", exc)
+    return _write(args.output, text, args.force, "export")
+
+
+def _import(args) -> int:
+    from contracts.loader import ContractError, parse_contract
+    from contracts.odcs import import_odcs
+    from contracts.writer import contract_yaml
+    try:
+        with open(args.file, "rb") as handle:
+            text = handle.read(8 << 20)
+        result = import_odcs(text, source=args.file, ref=args.ref, key_field=args.key_field, schema_name=args.schema)
+        data = dict(result.data, state="DRAFT")
+        contract = parse_contract(data, source=args.file)
+    except OSError as exc:
+        return _err("import", f"{args.file}: cannot be read: {exc.strerror}")
+    except ContractError as exc:
+        return _err("import", exc)
+    origin = "exported by pstream: classification as written" if result.ours else \
+        "no pstream.* properties: key field and classification proposed by the wizard's rules, review them"
+    lines = [f"{path}: {'; '.join(why)}" for path, why in result.reasons.items()] + result.notes
+    _say(f"imported {contract.ref} from {args.file} ({origin}); state DRAFT", *(f"  {line}" for line in lines))
+    comments = [f"Imported by `pstream contracts import` from {os.path.basename(args.file)} ({origin}).",
+                "State DRAFT: review it before use.", *lines]
+    return _write(args.output, contract_yaml(contract, comments=comments), args.force, "import")
