@@ -28,6 +28,15 @@ def write_config(path, **sections):
     return path
 
 
+def run_here(*args: str) -> tuple[int, str]:
+    """``python -m pipelines.run`` in this process (quick for runs that stop early): (exit code, output)."""
+    from pipelines.run import run
+
+    lines: list[str] = []
+    code = run(list(args), echo=lines.append)
+    return code, "\n".join(lines)
+
+
 def counts(out: str) -> dict[str, int]:
     """The run summary's rows: label -> count."""
     return {m.group(1).strip(): int(m.group(2).replace(",", "")) for m in re.finditer(r"^(\S.*?)\s+([\d,]+)$", out, re.M)}
@@ -93,30 +102,32 @@ def test_incremental_reads_only_new_rows_and_keeps_its_state_after_the_run(tmp_p
     third = run_pipeline(tmp_path, "--config", str(config))
     assert counts(third)["rows read"] == 0
     # another table with the same output root is refused: its watermark would be wrong
-    other = write_config(tmp_path / "other.yaml", output="out", input={
+    other = write_config(tmp_path / "other.yaml", output=str(tmp_path / "out"), input={
         "connector": "shopdb", "table": table, "incremental": {"column": "age"}, "split_by": "id", **MAPPING})
-    refused = run_pipeline(tmp_path, "--config", str(other), check=False)
-    assert "error:" in refused and "incremental state belongs to" in refused
+    code, refused = run_here("--config", str(other))
+    assert code == 2 and "incremental state belongs to" in refused
 
 
 def test_start_up_errors_name_the_table_and_the_columns(tmp_path, shop_table):
     conn, table = shop_table
     conn.execute(f'CREATE TABLE {table} ("transactionId" text, "userId" text, loyalty text)')
-    config = write_config(tmp_path / "bad.yaml", input={"connector": "shopdb", "table": table})
-    out = run_pipeline(tmp_path, "--config", str(config), check=False)
-    assert f"error: shopdb:{table}: column(s) 'loyalty' are not fields of contract {WEBSHOP}" in out
-    config = write_config(tmp_path / "bad2.yaml", input={"connector": "lake", "table": table})
-    assert "connector 'lake' is not defined (connectors: shopdb)" in run_pipeline(tmp_path, "--config", str(config),
-                                                                                   check=False)
-    config = write_config(tmp_path / "bad3.yaml", input={"path": "x.csv"},
-                          exporters=[{"output": "encrypted", "connector": "shopdb"}])
-    assert "a source of batch jobs: it cannot be an exporter's target" in run_pipeline(
-        tmp_path, "--config", str(config), check=False)
-    config = write_config(tmp_path / "bad4.yaml", input={"connector": "shopdb", "table": table},
-                          connectors=[{"name": "shopdb", "kind": "postgresql",
-                                       "uri": "postgresql://u:secret@127.0.0.1/test"}])
-    out = run_pipeline(tmp_path, "--config", str(config), check=False)
-    assert "the uri holds a password" in out and "secret" not in out
+    out = str(tmp_path / "out")
+    code, text = run_here("--config", str(write_config(tmp_path / "bad.yaml", output=out,
+                                                       input={"connector": "shopdb", "table": table})))
+    assert code == 2 and f"error: shopdb:{table}: column(s) 'loyalty' are not fields of contract {WEBSHOP}" in text
+    code, text = run_here("--config", str(write_config(tmp_path / "bad2.yaml", output=out,
+                                                       input={"connector": "lake", "table": table})))
+    assert code == 2 and "connector 'lake' is not defined (connectors: shopdb)" in text
+    code, text = run_here("--config", str(write_config(tmp_path / "bad3.yaml", output=out, input={"path": "x.csv"},
+                                                       exporters=[{"output": "encrypted", "connector": "shopdb"}])))
+    assert code == 2 and "a source of batch jobs: it cannot be an exporter's target" in text
+    code, text = run_here("--config", str(write_config(
+        tmp_path / "bad4.yaml", output=out, input={"connector": "shopdb", "table": table},
+        connectors=[{"name": "shopdb", "kind": "postgresql", "uri": "postgresql://u:secret@127.0.0.1/test"}])))
+    assert code == 2 and "the uri holds a password" in text and "secret" not in text
+    code, text = run_here("--config", str(write_config(tmp_path / "bad5.yaml", output=out,
+                                                       input={"connector": "shopdb", "table": table, "splits": 0})))
+    assert code == 2 and "splits must be a whole number from 1 to 1024" in text
 
 
 def test_micro_aggregation_of_a_table_is_k_anonymous_and_reports_its_loss(tmp_path, shop_table):
@@ -144,10 +155,12 @@ def test_micro_aggregation_of_a_table_is_k_anonymous_and_reports_its_loss(tmp_pa
         loss = ((original - released) ** 2).sum() / ((original - original.mean()) ** 2).sum()
         assert report["information_loss"]["per_field"][name] == pytest.approx(loss, abs=1e-6)
     assert f"information loss (SSE/SST): {report['information_loss']['total']:.4f}" in out
-    too_big = run_pipeline(tmp_path, "--config", str(config), "--k", "5000", "--output", "out2", check=False)
-    assert "error: micro-aggregation: k = 5000 is larger than the" in too_big
-    unknown = run_pipeline(tmp_path, "--config", str(config), "--quasi_identifiers", "zip", check=False)
-    assert "quasi-identifier 'zip' is not a top-level field" in unknown
+    code, too_big = run_here("--config", str(config), "--k", "5000", "--output", str(tmp_path / "out2"))
+    assert code == 1 and "error: micro-aggregation: k = 5000 is larger than the" in too_big
+    code, unknown = run_here("--config", str(config), "--quasi_identifiers", "zip")
+    assert code == 2 and "quasi-identifier 'zip' is not a top-level field" in unknown
+    code, small = run_here("--config", str(config), "--k", "1")
+    assert code == 2 and "k must be an integer of at least 2" in small
 
 
 # -- Dataflow dry runs --------------------------------------------------------------------------

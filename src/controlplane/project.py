@@ -47,8 +47,6 @@ from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec
 PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
 DEFAULT_PROJECT_DIR = Path.home() / ".config" / "pstream"
 PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-JDBC = "jdbc"
-JDBC_DATABASE_TYPES = ("POSTGRES", "MYSQL", "BIGQUERY", "SNOWFLAKE")
 SHORT_INTERVALS_ENV = "PSTREAM_ALLOW_SHORT_INTERVALS"   # tests of the local loop: intervals from 1 s
 
 
@@ -89,9 +87,9 @@ class PrivacyStream:
 @dataclass
 class DataConnector:
     """A data connector as the project file stores it: ``entry`` is the mapping that
-    ``pipelines.connectors.parse_connector`` accepts (kind s3 | gcs | azure | local, the same
-    keys as a pipeline config's ``connectors:``), or a JDBC source (kind jdbc: ``uri``,
-    ``database_type``), which batch jobs read from and which is never an export target."""
+    ``pipelines.connectors.parse_connector`` accepts (kind s3 | gcs | azure | local, or a
+    database a batch job reads: postgresql | bigquery, never an export target; the same keys as
+    a pipeline config's ``connectors:``)."""
 
     entry: dict
 
@@ -104,12 +102,9 @@ class DataConnector:
         return self.entry.get("kind", "")
 
     def connector(self, source: str):
-        """The ``pipelines.connectors.Connector``; ProjectError for JDBC or an invalid entry."""
+        """The ``pipelines.connectors.Connector``; ProjectError for an invalid entry."""
         from pipelines.connectors import ConnectorError, parse_connector
 
-        if self.kind == JDBC:
-            raise ProjectError(f"{source}: data connector '{self.name}' is a JDBC connector (a source of batch "
-                               "jobs): it cannot be a batch exporter target; use s3, gcs, azure or local")
         try:
             return parse_connector(self.entry, f"{source}: data_connectors")
         except ConnectorError as exc:
@@ -141,9 +136,9 @@ _SECTIONS = {
 def _load_connector(entry) -> DataConnector:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise TypeError("a data connector must be a mapping with a name")
-    if "type" in entry and "settings" in entry:
-        raise TypeError(f"data connector '{entry['name']}' is in the old form (type, settings): delete it from "
-                        "the file and create it again with `pstream create data-connector`")
+    if ("type" in entry and "settings" in entry) or entry.get("kind") == "jdbc":
+        raise TypeError(f"data connector '{entry['name']}' is in an old form ({entry.get('kind') or 'type, settings'}): "
+                        "delete it from the file and create it again with `pstream create data-connector`")
     return DataConnector(dict(entry))
 
 
@@ -308,7 +303,7 @@ class Project:
 
     # ------------------------------------------------------ data connectors
     def create_data_connector(self, entry: dict) -> DataConnector:
-        """Add a connector given as a pipeline config's ``connectors:`` entry (or a JDBC source).
+        """Add a connector given as a pipeline config's ``connectors:`` entry.
 
         Validated by ``pipelines.connectors.parse_connector``, with its messages; a local
         connector's path is stored absolute.
@@ -317,13 +312,10 @@ class Project:
         name = entry.get("name")
         if name in self.data_connectors:
             raise ProjectError(f"a data connector named '{name}' already exists")
-        if entry.get("kind") == JDBC:
-            connector = DataConnector(_jdbc_entry(entry, str(self.path)))
-        else:
-            connector = DataConnector(entry)
-            parsed = connector.connector(str(self.path))
-            if parsed.kind == "local":
-                entry["path"] = parsed.bucket
+        connector = DataConnector(entry)
+        parsed = connector.connector(str(self.path))
+        if parsed.kind == "local":
+            entry["path"] = parsed.bucket
         self.data_connectors[connector.name] = connector
         return connector
 
@@ -403,17 +395,3 @@ class Project:
         except ProjectError:
             return None
 
-
-def _jdbc_entry(entry: dict, source: str) -> dict:
-    where = f"{source}: connector '{entry.get('name')}'"
-    unknown = sorted(set(entry) - {"name", "kind", "uri", "database_type"})
-    if unknown:
-        raise ProjectError(f"{where}: unknown key(s) for kind jdbc: {', '.join(unknown)}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", str(entry.get("name") or "")):
-        raise ProjectError(f"{where}: name must be letters, digits, '-', '_' or '.' (at most 63)")
-    if not str(entry.get("uri") or "").startswith("jdbc:"):
-        raise ProjectError(f"{where}: uri must be a JDBC URI (jdbc:...)")
-    database_type = entry.get("database_type")
-    if database_type is not None and str(database_type).upper() not in JDBC_DATABASE_TYPES:
-        raise ProjectError(f"{where}: database_type must be one of {', '.join(JDBC_DATABASE_TYPES)}")
-    return {**entry, **({"database_type": str(database_type).upper()} if database_type else {})}

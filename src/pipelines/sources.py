@@ -112,12 +112,21 @@ def _password(database: DatabaseInput) -> str | None:
 def prepare_database(config) -> DatabaseInput:
     """Launch checks of a PostgreSQL input: reachable, columns fit the contract; incremental
     bounds fixed (``since`` from the state, ``until`` the column's maximum now). Returns the
-    input with its bounds, also set on ``config.database``."""
+    input with its bounds, also set on ``config.database``. A BigQuery input gets its
+    connector's credentials (``GOOGLE_APPLICATION_CREDENTIALS``) and is checked by BigQuery."""
     from pipelines.incremental import load_watermark
     from transforms.postgres_ranges import SourceError, max_watermark, plan_read
 
     database = config.database
-    if database.connector.kind != "postgresql":
+    if database.connector.kind == "bigquery":   # a service-account key reaches Beam's BigQuery client
+        import os
+
+        from pipelines.connectors import connector_access
+
+        try:
+            os.environ.update(connector_access(database.connector, where=f"{config.source}: input").env)
+        except ConnectorError as exc:
+            raise SourceConfigError(str(exc)) from None
         return database
     source = database.postgres_source(_password(database))
     try:
