@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pycanon import anonymity
 
-from cli.jsonl_files import read_jsonl
+from cli.jsonl_files import read_jsonl as read_lines
 from cli.main import main as pstream
 from pg_tables import PG_URI, connect, drop, unique_table, webshop_table
 from pipeline_runs import read_csv, run_pipeline, webshop_csv
@@ -26,6 +26,10 @@ def write_config(path, **sections):
             "connectors": [{"name": "shopdb", "kind": "postgresql", "uri": PG_URI}], **sections}
     path.write_text(yaml.safe_dump(base, sort_keys=False))
     return path
+
+
+def read_jsonl(directory: str) -> list[dict]:
+    return [obj for _, _, obj in read_lines([directory])]
 
 
 def run_here(*args: str) -> tuple[int, str]:
@@ -118,7 +122,9 @@ def test_start_up_errors_name_the_table_and_the_columns(tmp_path, shop_table):
     code, text = run_here("--config", str(write_config(tmp_path / "bad2.yaml", output=out,
                                                        input={"connector": "lake", "table": table})))
     assert code == 2 and "connector 'lake' is not defined (connectors: shopdb)" in text
-    code, text = run_here("--config", str(write_config(tmp_path / "bad3.yaml", output=out, input={"path": "x.csv"},
+    (tmp_path / "x.csv").write_text("transactionId\n")
+    code, text = run_here("--config", str(write_config(tmp_path / "bad3.yaml", output=out,
+                                                       input={"path": str(tmp_path / "x.csv")},
                                                        exporters=[{"output": "encrypted", "connector": "shopdb"}])))
     assert code == 2 and "a source of batch jobs: it cannot be an exporter's target" in text
     code, text = run_here("--config", str(write_config(

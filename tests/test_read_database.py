@@ -190,3 +190,35 @@ def test_a_million_rows_split_into_even_ranges(conn, contract):
             assert len(plan_read(reader, default, contract).ranges) == math.ceil(1_000_000 / 50_000)
     finally:
         drop(conn, table)
+
+
+def test_bigquery_rows_convert_like_csv_text(batch):
+    """ReadFromBigQuery's typed values (Storage API) become their CSV text, then events or dead letters."""
+    from decimal import Decimal
+
+    from transforms.read_database import _BigQueryRowsFn
+
+    good = {"transactionId": 170525764, "userId": 477049, "email": "a@b.io", "age": 30, "tshirtSize": "M",
+            "items": [11217, 18090], "totalItems": 2, "transactionAmount": Decimal("12"),
+            "date": dt.datetime(2024, 1, 2, 3, 4, 5), "purposeConsent": 2}
+    bad = {**good, "transactionId": 1, "age": Decimal("30.5")}
+    fn = _BigQueryRowsFn("demo-project.shop.orders", batch)
+    fn.setup()
+    fn.start_bundle()
+    (position, event), = [out.value for out in fn.process(good)]
+    assert position.startswith("bigquery:demo-project.shop.orders@") and position.endswith("#1")
+    assert {k: event[k] for k in ("transactionId", "userId", "age", "items", "transactionAmount")} == {
+        "transactionId": "170525764", "userId": "477049", "age": 30, "items": [11217, 18090], "transactionAmount": 12}
+    assert event["strmMeta"]["timestamp"] == int(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+                                                 .timestamp() * 1000) and event["strmMeta"]["consentLevels"] == [2]
+    (dead,) = list(fn.process(bad))
+    assert dead.tag == "dead_letter" and dead.value["reason"] == "field 'age': cannot be converted to INTEGER"
+
+
+def test_columns_map_by_name_or_ignoring_case(contract):
+    from contracts.table_rows import ColumnError, ColumnMap
+
+    columns = ColumnMap.of(contract, ["transactionid", "userId", "AGE", "id"], ignore=["id"], source="db:t")
+    assert columns.selected == (("transactionid", "transactionId"), ("userId", "userId"), ("AGE", "age"))
+    with pytest.raises(ColumnError, match="columns 'userId' and 'userid' both map to contract field 'userId'"):
+        ColumnMap.of(contract, ["userId", "userid"], source="db:t")
