@@ -26,6 +26,7 @@ setup(
         "fastavro>=1.9,<2",
         "pyyaml>=6,<7",
         "jsonschema>=4.18,<5",         # every file format is a published JSON Schema (src/schemas/)
+        "google-re2>=1.1,<2",           # contract regexes in linear time (contracts/regex.py)
         "mmh3>=4,<6",
         "faker>=20,<41",
         "orjson>=3.9,<4",

@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     pairs = [(f"user-{i}", "2024-03-01") for i in range(args.pairs)]
     with tempfile.TemporaryDirectory() as tmp:
-        kek = LocalKek(Path(tmp) / "kek.json")
+        kek = LocalKek.create(Path(tmp) / "kek.json")
         pg_uri = f"{args.pg}?schema=pstream_bench_{uuid.uuid4().hex[:8]}"
         results = {"sqlite": measure(f"sqlite://{tmp}/keystore.sqlite", kek, pairs, args.batch)}
         try:

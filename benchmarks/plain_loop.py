@@ -23,7 +23,7 @@ from contracts.batch_input import BatchInput
 from contracts.events import EventError, EventValidator
 from pipelines.config import PipelineConfig
 from privacy.fields import FieldPlan
-from privacy.kek import kek_from_uri
+from privacy.kek import kek_from_uri, prepare_kek
 from privacy.keyring import KeyRing, utc_day
 from privacy.keystore import open_key_store
 from transforms.dead_letters import dead_letter
@@ -54,6 +54,7 @@ def run_plain_loop(config: PipelineConfig) -> dict[str, int]:
     batch_input = BatchInput(contract, config.consent, config.timestamp)
     validator = EventValidator(contract) if contract.is_active else None
     plan = FieldPlan(contract)
+    prepare_kek(config.kek)
     ring = KeyRing(open_key_store(config.key_store), kek_from_uri(config.kek), config.retention_days)
     key_path = contract.key_field.split("/")
     subject_path = contract.data_subject_field.split("/") if contract.data_subject_field else None

@@ -92,7 +92,7 @@ BROKEN = [
     ("keyField: id\n", "keyField: nope\n", "field 'nope': keyField names a field that is not in the schema"),
     ("keyField: id\n", "", "'keyField' is missing"),
     ("- {name: id, type: STRING, required: true}", "- {name: id, type: STRING}", "field 'id': the key field must be a required"),
-    ("- {name: number, type: INTEGER}", "- {name: number, type: INT}", "field 'addresses/number': type 'INT' is not one of"),
+    ("- {name: number, type: INTEGER}", "- {name: number, type: INT}", "schema.nodes[2].nodes[2].type: INT does not fit: enum STRING, BOOLEAN"),
     ("{fieldName: emails, personalDataConfig: {isPii: true, purposeLevel: 1}}",
      "{fieldName: addresses/number, personalDataConfig: {isPii: true, purposeLevel: 1}}",
      "field 'addresses/number': only (repeated) STRING fields can be PII, this one is INTEGER"),
@@ -105,8 +105,8 @@ BROKEN = [
      "field 'id': invalid regex"),
     ("keyField: id\n", "keyField: id\nvalidations:\n  - {field: profile, type: regex, value: 'x'}\n",
      "field 'profile': a regex validation needs a scalar field"),
-    ("ref: acme/Nested/1.0.0", "ref: acme/Nested/1.0", "ref 'acme/Nested/1.0' is not of the form"),
-    ("- {name: id, type: STRING, required: true}", "- {name: 9id, type: STRING, required: true}", "node name '9id'"),
+    ("ref: acme/Nested/1.0.0", "ref: acme/Nested/1.0", "ref: acme/Nested/1.0 does not fit: pattern"),
+    ("- {name: id, type: STRING, required: true}", "- {name: 9id, type: STRING, required: true}", "schema.nodes[0].name: 9id does not fit: pattern ^[A-Za-z_][A-Za-z0-9_]*$ (Starts with a letter"),
 ]
 
 

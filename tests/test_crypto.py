@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tink import aead, daead, secret_key_access
 
 from privacy.daead import DecryptError, SivKey, key_id_of
-from privacy.kek import KekError, LocalKek, kek_from_uri
+from privacy.kek import KekError, LocalKek, kek_from_uri, prepare_kek
 from privacy.keyset import key_from_keyset_json, keyset_json
 
 daead.register()
@@ -75,6 +75,7 @@ def test_empty_associated_data_means_one_empty_component():
 
 def test_local_kek_is_created_0600_and_tink_unwraps_its_output(tmp_path):
     path = tmp_path / "sub" / "kek.json"
+    prepare_kek(f"local://{path}")
     kek = kek_from_uri(f"local://{path}")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     material = os.urandom(64)

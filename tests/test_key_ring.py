@@ -12,7 +12,7 @@ DAY = "2024-05-01"
 
 
 def ring(tmp_path, cache_size=100, store=None) -> KeyRing:
-    return KeyRing(store or SqliteKeyStore(tmp_path / "keys.sqlite"), LocalKek(tmp_path / "kek.json"),
+    return KeyRing(store or SqliteKeyStore(tmp_path / "keys.sqlite"), LocalKek.create(tmp_path / "kek.json"),
                    cache_size=cache_size)
 
 

@@ -111,7 +111,7 @@ def test_schema_is_created_on_first_use_with_the_indexes(store_uri):
 def kek_path(tmp_path) -> str:
     """A local KEK file that exists before any writer starts."""
     path = tmp_path / "kek.json"
-    LocalKek(path)
+    LocalKek.create(path)
     return str(path)
 
 

@@ -82,7 +82,7 @@ def test_concurrent_runs_never_leave_an_event_under_a_key_that_was_not_kept(tmp_
     both wrote identical ciphertexts, and each (user, day) key was created by exactly one of them."""
     data = webshop_csv(tmp_path / "in.csv", records=2000, customers=120)
     kek = f"local://{tmp_path / 'kek.json'}"
-    LocalKek(tmp_path / "kek.json")
+    LocalKek.create(tmp_path / "kek.json")
     runs = [run_pipeline(tmp_path, "--input", str(data), "--output", f"run{i}", "--key_store", store_uri,
                          "--kek", kek, wait=False) for i in range(2)]
     for proc in runs:

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts.events import EventError, RowCoercer
 from contracts.model import Contract
+from contracts.regex import compile_regex
 
 _JAVA_TOKENS = [
     ("yyyy", "%Y"), ("uuuu", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"),
@@ -77,13 +78,13 @@ class ConsentConfig:
         mapping = tuple((str(k), tuple(int(v) for v in (vs if isinstance(vs, list) else [vs])))
                         for k, vs in (data.get("map") or {}).items())
         for pattern, _ in mapping:
-            re.compile(pattern)
+            compile_regex(pattern)  # RegexError now, not at the first row
         return cls(data.get("field"), mapping, tuple(int(v) for v in data.get("default") or ()))
 
     def _patterns(self) -> list[tuple[re.Pattern, tuple[int, ...]]]:
         compiled = self.__dict__.get("_compiled")
         if compiled is None:
-            compiled = [(re.compile(pattern), levels) for pattern, levels in self.mapping]
+            compiled = [(compile_regex(pattern), levels) for pattern, levels in self.mapping]
             object.__setattr__(self, "_compiled", compiled)
         return compiled
 

@@ -4,14 +4,19 @@ A contract file lives at ``<dir>/<handle>/<name>/<version>.yaml``; the shipped o
 package, more directories can be added with the ``CONTRACTS_PATH`` environment variable
 (``os.pathsep``-separated) or the ``search_dirs`` argument::
 
-    from contracts.loader import load_contract, ContractError
+    from contracts.loader import load_contract, load_contract_ref, ContractError
     contract = load_contract("strmprivacy/example/1.5.0")      # by reference
-    contract = load_contract("my_contracts/shop.yaml")          # by file path
+    contract = load_contract("my_contracts/shop.yaml")          # or a file path (CLI, pipeline config)
+    contract = load_contract_ref(ref, [project / "contracts"])  # by reference ONLY (the gateway:
+                                                                # a request must never name a file)
 
-The YAML format (Simple Schema plus the privacy classification)::
+The YAML format (Simple Schema plus the privacy classification) is published as a JSON Schema,
+``src/schemas/contract.schema.json``; every object in it is closed, so a misspelled key at any
+depth (``fieldMetaData:``) is an error naming the file, the path in it and the nearest valid key.
+The file is read with the strict YAML loader (no anchors, aliases, merge keys or duplicate keys)::
 
     ref: acme/Shop/1.0.0          # handle/name/version; taken from the path when absent
-    state: ACTIVE                 # DRAFT | IN_REVIEW | APPROVED | ACTIVE | ARCHIVED
+    state: ACTIVE                 # DRAFT | IN_REVIEW | APPROVED | ACTIVE | DEPRECATED | ARCHIVED
     schema:
       name: Shop
       nodes:
@@ -27,7 +32,20 @@ The YAML format (Simple Schema plus the privacy classification)::
         personalDataConfig: {isPii: true, purposeLevel: 2}
         nullHandlingConfig: {type: DEFAULT_VALUE, defaultValue: ""}
     validations:
-      - {field: size, type: regex, value: "XS|S|M|L|XL"}
+      - {field: size, type: regex, value: "XS|S|M|L|XL"}   # RE2, must match the whole value
+
+After the schema, the loader checks what a schema cannot: that named fields exist, the key field
+is a required STRING, only STRING fields are PII, and every regex compiles with RE2
+(``contracts.regex``: linear time; a pattern RE2 refuses is refused here, naming field and pattern).
+
+Editors: yaml-language-server (VS Code's YAML extension, and others) checks and completes a
+contract as you type when the file's first line is::
+
+    # yaml-language-server: $schema=<path to>/src/schemas/contract.schema.json
+
+or with ``"yaml.schemas": {"<path to>/src/schemas/contract.schema.json": "contracts/**/*.yaml"}``
+in the editor's settings (``python -c "import schemas; print(schemas.schema_path('contract'))"``
+prints the path of the installed copy).
 """
 from __future__ import annotations
 
@@ -35,13 +53,15 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-
-from contracts.model import ACTIVE, NODE, SCALAR_TYPES, STATES, Contract, Node, NullHandling, Validation
+from contracts.model import ACTIVE, NODE, Contract, Node, NullHandling, Validation
+from contracts.regex import RegexError, compile_regex
+from schemas import SchemaError, _shown, check, load_strict_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REF_PATTERN = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)/(\d+\.\d+\.\d+)$")
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCHEMA = "contract"
+MAX_CONTRACT_BYTES = 1 << 20
+# Each part starts with a letter, digit or '_': no '.' or '..' parts, so a reference is never a path.
+REF_PATTERN = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,99})/([A-Za-z0-9_][A-Za-z0-9_.-]{0,99})/(\d{1,9}\.\d{1,9}\.\d{1,9})$")
 
 
 class ContractError(ValueError):
@@ -58,9 +78,9 @@ def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
 
 def contract_path(ref: str, extra_dirs: list[str | Path] | None = None) -> Path:
     """The YAML file of a contract reference; ContractError when no directory has it."""
-    match = REF_PATTERN.match(ref)
+    match = REF_PATTERN.match(ref) if isinstance(ref, str) else None
     if not match:
-        raise ContractError(f"'{ref}' is not a contract reference of the form handle/name/1.2.3")
+        raise ContractError(f"'{_shown(ref)}' is not a contract reference of the form handle/name/1.2.3")
     handle, name, version = match.groups()
     for directory in search_dirs(extra_dirs):
         candidate = directory / handle / name / f"{version}.yaml"
@@ -70,6 +90,19 @@ def contract_path(ref: str, extra_dirs: list[str | Path] | None = None) -> Path:
     raise ContractError(f"contract '{ref}' not found (looked in: {looked})")
 
 
+def load_contract_ref(ref: str, extra_dirs: list[str | Path] | None = None) -> Contract:
+    """Load a contract by reference (``handle/name/version``) only, never from a file path.
+
+    The file found must declare that reference (or none): a file copied to another version's
+    place is refused rather than served under the wrong name.
+    """
+    path = contract_path(ref, extra_dirs)
+    contract = read_contract_file(path)
+    if contract.ref != ref:
+        raise ContractError(f"{path}: declares ref '{contract.ref}', but lives at the place of '{ref}'")
+    return contract
+
+
 def load_contract(ref_or_path: str | Path, extra_dirs: list[str | Path] | None = None) -> Contract:
     """Load a contract by reference (``handle/name/version``) or by YAML file path."""
     text = str(ref_or_path)
@@ -77,8 +110,22 @@ def load_contract(ref_or_path: str | Path, extra_dirs: list[str | Path] | None =
         path = Path(text)
         if not path.is_file():
             raise ContractError(f"{path}: no such contract file")
-        return parse_contract(_read_yaml(path), source=str(path))
-    return parse_contract(_read_yaml(contract_path(text, extra_dirs)), source=text)
+        return read_contract_file(path)
+    return load_contract_ref(text, extra_dirs)
+
+
+def read_contract_file(path: str | Path) -> Contract:
+    """Parse and check one contract file (strict YAML, the schema, then the semantic checks)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        data = load_strict_yaml(text, str(path), max_bytes=MAX_CONTRACT_BYTES)
+    except SchemaError as exc:
+        raise ContractError(str(exc)) from None
+    return parse_contract(data, source=str(path))
 
 
 def list_contracts(extra_dirs: list[str | Path] | None = None) -> list[str]:
@@ -90,18 +137,15 @@ def list_contracts(extra_dirs: list[str | Path] | None = None) -> list[str]:
     return sorted(refs)
 
 
-def _read_yaml(path: Path) -> dict:
+def parse_contract(data, source: str = "<contract>") -> Contract:
+    """Check a contract mapping (the schema, then the semantics) and build a Contract.
+
+    ContractError names the source, the field and what is wrong.
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ContractError(f"{path}: a contract must be a YAML mapping")
-    return data
-
-
-def parse_contract(data: dict, source: str = "<contract>") -> Contract:
-    """Check a contract mapping and build a Contract; ContractError names what is wrong."""
+        check(data, SCHEMA, source)
+    except SchemaError as exc:
+        raise ContractError(str(exc)) from None
 
     def fail(problem: str, field: str | None = None):
         where = f"field '{field}': " if field else ""
@@ -110,38 +154,26 @@ def parse_contract(data: dict, source: str = "<contract>") -> Contract:
     ref = data.get("ref")
     if ref is None:
         stem = source[: -len(Path(source).suffix)] if source.endswith((".yaml", ".yml")) else source
-        parts = Path(stem).parts[-3:]
-        ref = "/".join(parts)
-    match = REF_PATTERN.match(str(ref))
+        ref = "/".join(Path(stem).parts[-3:])
+    match = REF_PATTERN.match(ref)
     if not match:
-        fail(f"ref '{ref}' is not of the form handle/name/1.2.3")
+        fail(f"ref '{_shown(ref)}' is not of the form handle/name/1.2.3")
     handle, name, version = match.groups()
 
-    state = data.get("state", ACTIVE)
-    if state not in STATES:
-        fail(f"state '{state}' is not one of {', '.join(STATES)}")
-
-    schema = data.get("schema")
-    if not isinstance(schema, dict) or not isinstance(schema.get("nodes"), list) or not schema["nodes"]:
-        fail("'schema' must be a mapping with a non-empty list 'nodes'")
-    nodes = tuple(_parse_node(n, "", fail) for n in schema["nodes"])
+    nodes = tuple(_parse_node(n, "", fail) for n in data["schema"]["nodes"])
     _check_unique([n.name for n in nodes], "", fail)
     root = Node(name="", type=NODE, nodes=nodes)
 
     def resolve(path: str, what: str) -> Node:
-        if not isinstance(path, str) or not path:
-            fail(f"{what} must name a field")
         current = root
         for part in path.split("/"):
             nxt = current.child(part) if current.type == NODE else None
             if nxt is None:
-                fail(f"{what} names a field that is not in the schema", path)
+                fail(f"{what} names a field that is not in the schema", _shown(path))
             current = nxt
         return current
 
-    key_field = data.get("keyField")
-    if key_field is None:
-        fail("'keyField' is missing: every contract needs a key field (a required STRING field)")
+    key_field = data["keyField"]
     key_node = resolve(key_field, "keyField")
     if key_node.type != "STRING" or key_node.repeated or not key_node.required:
         fail("the key field must be a required, non-repeated STRING field", key_field)
@@ -156,50 +188,41 @@ def parse_contract(data: dict, source: str = "<contract>") -> Contract:
     quasi_ids: list[str] = []
     null_handling: list[NullHandling] = []
     for entry in data.get("fieldMetadata") or []:
-        if not isinstance(entry, dict):
-            fail("every fieldMetadata entry must be a mapping")
-        path = entry.get("fieldName")
+        path = entry["fieldName"]
         node = resolve(path, "fieldMetadata.fieldName")
         personal = entry.get("personalDataConfig") or {}
         if personal.get("isPii"):
             if node.type != "STRING":
                 fail(f"only (repeated) STRING fields can be PII, this one is {node.type}", path)
             level = personal.get("purposeLevel")
-            if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+            if level is None:
                 fail("a PII field needs a non-negative integer purposeLevel", path)
             if path in pii:
                 fail("classified twice", path)
-            pii[path] = level
+            pii[path] = int(level)
         if personal.get("isQuasiId"):
             quasi_ids.append(path)
         nulls = entry.get("nullHandlingConfig")
         if nulls:
-            action = nulls.get("type")
-            if action not in ("DROP_RECORD", "DEFAULT_VALUE"):
-                fail("nullHandlingConfig.type must be DROP_RECORD or DEFAULT_VALUE", path)
-            null_handling.append(NullHandling(path, action, nulls.get("defaultValue")))
+            null_handling.append(NullHandling(path, nulls["type"], nulls.get("defaultValue")))
 
     validations = []
     for entry in data.get("validations") or []:
-        if not isinstance(entry, dict):
-            fail("every validation must be a mapping with field, type and value")
-        path = entry.get("field")
+        path = entry["field"]
         node = resolve(path, "validations.field")
-        if entry.get("type") != "regex":
-            fail(f"validation type '{entry.get('type')}' is not supported (only 'regex')", path)
         if node.type == NODE:
             fail("a regex validation needs a scalar field, not a NODE", path)
         try:
-            pattern = re.compile(str(entry.get("value")))
-        except re.error as exc:
-            fail(f"invalid regex '{entry.get('value')}': {exc}", path)
+            pattern = compile_regex(entry["value"])
+        except RegexError as exc:
+            fail(f"invalid regex '{_shown(entry['value'])}': {_shown(str(exc))}", path)
         validations.append(Validation(path, pattern.pattern, pattern))
 
     return Contract(
         handle=handle,
         name=name,
         version=version,
-        state=state,
+        state=data.get("state", ACTIVE),
         nodes=nodes,
         key_field=key_field,
         data_subject_field=subject_field,
@@ -211,28 +234,20 @@ def parse_contract(data: dict, source: str = "<contract>") -> Contract:
     )
 
 
-def _parse_node(raw, parent: str, fail) -> Node:
-    if not isinstance(raw, dict):
-        fail(f"every node under '{parent or 'schema'}' must be a mapping")
-    name = raw.get("name")
-    path = f"{parent}/{name}" if parent else str(name)
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        fail(f"node name '{name}' must start with a letter or '_' and hold only letters, digits, '_'", path)
+def _parse_node(raw: dict, parent: str, fail) -> Node:
+    """One node the schema has already checked (names, types, flags): the rules between nodes."""
+    name = raw["name"]
+    path = f"{parent}/{name}" if parent else name
     if name == "strmMeta":
         fail("'strmMeta' is reserved for event metadata", path)
-    node_type = raw.get("type")
-    if node_type not in SCALAR_TYPES + (NODE,):
-        fail(f"type '{node_type}' is not one of {', '.join(SCALAR_TYPES + (NODE,))}", path)
-    for flag in ("repeated", "required"):
-        if not isinstance(raw.get(flag, False), bool):
-            fail(f"'{flag}' must be true or false", path)
+    node_type = raw["type"]
     children = ()
     if node_type == NODE:
-        if not isinstance(raw.get("nodes"), list) or not raw["nodes"]:
+        if not raw.get("nodes"):
             fail("a NODE needs a non-empty list 'nodes'", path)
         children = tuple(_parse_node(n, path, fail) for n in raw["nodes"])
         _check_unique([c.name for c in children], path, fail)
-    elif raw.get("nodes"):
+    elif "nodes" in raw:
         fail(f"only NODE fields can have 'nodes', this one is {node_type}", path)
     return Node(
         name=name,

@@ -13,13 +13,12 @@ command line share.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 SCALAR_TYPES = ("STRING", "BOOLEAN", "FLOAT", "INTEGER", "LONG")
 NODE = "NODE"
 ACTIVE = "ACTIVE"
-STATES = ("DRAFT", "IN_REVIEW", "APPROVED", ACTIVE, "ARCHIVED")
+STATES = ("DRAFT", "IN_REVIEW", "APPROVED", ACTIVE, "DEPRECATED", "ARCHIVED")  # as contract.schema.json
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,12 @@ class Node:
 
 @dataclass(frozen=True)
 class Validation:
-    """A regex every value of ``field`` must match in full."""
+    """A regex every value of ``field`` must match in full: ``pattern.fullmatch(text)`` is None
+    when it does not (``contracts.regex.LinearRegex``, RE2: linear time)."""
 
     field: str
     regex: str
-    pattern: re.Pattern = field(compare=False, repr=False, default=None)
+    pattern: object = field(compare=False, repr=False, default=None)
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,16 @@ class Contract:
                 return None
             current = nxt
         return current
+
+    def field_paths(self) -> list[str]:
+        """Every field's '/'-joined path, NODEs and their children, in schema order."""
+        paths, stack = [], [("", node) for node in reversed(self.nodes)]
+        while stack:
+            parent, node = stack.pop()
+            path = f"{parent}{node.name}"
+            paths.append(path)
+            stack.extend((f"{path}/", child) for child in reversed(node.nodes))
+        return paths
 
     @property
     def purpose_levels(self) -> tuple[int, ...]:

@@ -79,9 +79,7 @@ class PrivacyStream:
     created_at: int = 0
 
     def spec(self) -> StreamSpec:
-        if self.mode == CUMULATIVE:
-            return StreamSpec.cumulative(self.name, self.levels[0], self.masked_fields, self.mask_seed)
-        return StreamSpec.granular(self.name, self.levels, self.masked_fields, self.mask_seed)
+        return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed)
 
 
 @dataclass

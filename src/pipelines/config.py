@@ -19,6 +19,21 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
     export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
+    connectors: [...]                  # and exporters: see pipelines/connectors.py
+
+The format is published as a JSON Schema, ``src/schemas/pipeline-config.schema.json`` (connectors
+and exporters: ``connector.schema.json``), and read with the strict YAML loader: an unknown or
+misspelled key at any depth (``stream:``, ``exprt:``, ``keys: {stor: ...}``) is an error naming the
+file, the path and the nearest valid key; anchors, aliases, merge keys and duplicate keys are
+refused. Then what a schema cannot check: a cumulative stream has exactly one level, ``mask:``
+patterns and the consent and timestamp fields name fields of the contract (nested paths as the
+contract spells them, ``address/street``), consent-map regexes compile with RE2.
+
+Editors: with yaml-language-server (VS Code's YAML extension and others), start the config with::
+
+    # yaml-language-server: $schema=<path to>/src/schemas/pipeline-config.schema.json
+
+(``python -c "import schemas; print(schemas.schema_path('pipeline-config'))"`` prints it).
 
 Instead of files, ``input`` may name a database connector (``connectors:``, see
 pipelines/connectors.py) and a table or query: ``{connector: shopdb, table: public.orders,
@@ -39,22 +54,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from contracts import Contract, ContractError, load_contract
 from contracts.batch_input import ConsentConfig, TimestampConfig
+from contracts.regex import RegexError
 from pipelines.connectors import ConnectorError, parse_connectors
 from pipelines.sources import DatabaseInput, SourceConfigError, parse_database_input
 from privacy.kanonymity import MicroAggregationError, MicroAggregationSpec
 from privacy.keyring import DEFAULT_RETENTION_DAYS
-from privacy.streams import StreamSpec, default_stream_name
+from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec, default_stream_name
+from schemas import SchemaError, _shown, load_checked
 from transforms.write_jsonl import DEFAULT_MAX_BYTES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "webshop.yaml"
+SCHEMA = "pipeline-config"
 MIN_INTERVAL, MAX_INTERVAL = 30, 3600
 ENCRYPTION, MICRO_AGGREGATION = "encryption", "micro_aggregation"
 JOBS = (ENCRYPTION, MICRO_AGGREGATION)
-MICRO_KEYS = {"k", "quasi_identifiers", "consent_levels", "max_suppressed"}
 
 
 class ConfigError(ValueError):
@@ -104,29 +119,27 @@ def _read_text(source: str) -> str:
         raise OSError(0, " ".join(str(exc).split())[:300]) from None
 
 
-def _streams(raw, source: str, name: str) -> list[StreamSpec]:
+def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec]:
+    """The privacy streams of a config the schema has checked (types and keys)."""
     specs = []
+    paths = contract.field_paths()
     for index, entry in enumerate(raw or []):
         where = f"{source}: streams[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: must be a mapping")
         if ("cumulative" in entry) == ("granular" in entry):
             raise ConfigError(f"{where}: give exactly one of 'cumulative: N' or 'granular: [levels]'")
         masks = entry.get("mask") or []
-        if isinstance(masks, str):
-            masks = [masks]
+        masks = [masks] if isinstance(masks, str) else masks
+        mode, levels = (CUMULATIVE, entry["cumulative"]) if "cumulative" in entry else (GRANULAR, entry["granular"])
+        levels = levels if isinstance(levels, list) else [levels]
+        stream_name = entry.get("name") or default_stream_name(name, sorted(set(levels)))
         try:
-            if "cumulative" in entry:
-                level = entry["cumulative"]
-                spec = StreamSpec.cumulative(entry.get("name") or default_stream_name(name, [level]), int(level),
-                                             masks, entry.get("mask_seed"))
-            else:
-                levels = entry["granular"]
-                levels = levels if isinstance(levels, list) else [levels]
-                spec = StreamSpec.granular(entry.get("name") or default_stream_name(name, sorted(levels)),
-                                           [int(v) for v in levels], masks, entry.get("mask_seed"))
-        except (TypeError, ValueError) as exc:
+            spec = StreamSpec.create(stream_name, mode, levels, masks, entry.get("mask_seed"))
+        except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        unknown = spec.unknown_masks(paths)
+        if unknown:
+            raise ConfigError(f"{where}: stream '{spec.name}': mask '{_shown(unknown[0])}' names no field of contract "
+                              f"{contract.ref} (fields: {_shown(', '.join(paths))})")
         specs.append(spec)
     names = [s.name for s in specs]
     duplicates = {n for n in names if names.count(n) > 1}
@@ -136,13 +149,7 @@ def _streams(raw, source: str, name: str) -> list[StreamSpec]:
 
 
 def _micro_aggregation(data: dict, contract: Contract, overrides: dict, source: str) -> MicroAggregationSpec:
-    section = data.get("micro_aggregation") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{source}: micro_aggregation must be a mapping")
-    unknown = sorted(set(section) - MICRO_KEYS)
-    if unknown:
-        raise ConfigError(f"{source}: micro_aggregation: unknown key(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(MICRO_KEYS))})")
+    section = data.get("micro_aggregation") or {}   # its keys and types: the schema checked them
     k = overrides.get("k", section.get("k"))
     if k is None:
         raise ConfigError(f"{source}: the micro_aggregation job needs k (micro_aggregation.k or --k)")
@@ -156,18 +163,27 @@ def _micro_aggregation(data: dict, contract: Contract, overrides: dict, source: 
         raise ConfigError(f"{source}: micro_aggregation: {exc}") from None
 
 
+def _check_input_field(field: str | None, key: str, source: str, contract: Contract) -> None:
+    """A field the config reads from each row must be a top-level field of the contract: a column
+    outside the contract makes every row a dead letter, a missing one leaves every row without it."""
+    if field is None:
+        return
+    top = [node.name for node in contract.nodes]
+    if field not in top:
+        raise ConfigError(f"{source}: {key}: '{_shown(field)}' is not a top-level field of contract "
+                          f"{contract.ref} (fields: {_shown(', '.join(top))})")
+
+
 def load_config(path: str | None = None, overrides: dict | None = None) -> PipelineConfig:
     """Read a config file (default: the embedded web shop example) and apply overrides (None = keep)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     source = str(path or DEFAULT_CONFIG)
     try:
-        data = yaml.safe_load(_read_text(source))
+        data = load_checked(_read_text(source), SCHEMA, source) or {}
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the config: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a pipeline config must be a YAML mapping")
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     if path is None and overrides.get("contract") not in (None, data.get("contract")):
         # Another contract without a config: the web shop's consent, timestamp and streams don't apply.
         data = {"name": "pipeline", "output": data.get("output")}
@@ -185,9 +201,14 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         raise ConfigError(str(exc)) from None
     try:
         consent = ConsentConfig.from_dict(inputs.get("consent"))
+    except RegexError as exc:
+        raise ConfigError(f"{source}: input.consent.map: {exc}") from None
+    try:
         timestamp = TimestampConfig.from_dict(inputs.get("timestamp"))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{source}: input: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{source}: input.timestamp: {exc}") from None
+    _check_input_field(consent.field, "input.consent.field", source, contract)
+    _check_input_field(timestamp.field, "input.timestamp.field", source, contract)
 
     output = str(overrides.get("output") or data.get("output") or "out")
     local = not is_remote(output)
@@ -234,7 +255,7 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         input_format=input_format,
         consent=consent,
         timestamp=timestamp,
-        streams=_streams(data.get("streams"), source, name),
+        streams=_streams(data.get("streams"), source, name, contract),
         output=output,
         key_store=key_store,
         kek=kek,

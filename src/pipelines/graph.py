@@ -20,6 +20,7 @@ import apache_beam as beam
 from contracts.batch_input import BatchInput
 from pipelines.config import PipelineConfig
 from pipelines.sources import read_batch_source
+from privacy.kek import prepare_kek
 from transforms.encrypt import EncryptPii, KeyRingSpec
 from transforms.privacy_streams import PrivacyStreams
 from transforms.validate import ValidateEvents
@@ -35,6 +36,7 @@ def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
 def privacy_graph(pairs, config: PipelineConfig) -> dict:
     """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections."""
     contracts = {config.contract.ref: config.contract}
+    prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once: workers only open it
     keys = key_ring_spec(config)
     checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
     encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, keys)

@@ -17,15 +17,19 @@ the Prism runner first.
 from __future__ import annotations
 
 import argparse
+import csv
+import difflib
+import io
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from pipelines import micro_aggregation
 from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_remote, load_config
@@ -38,15 +42,46 @@ from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
+from transforms.read_input import infer_format
 
 LOCAL_RUNNER = "FnApiRunner"
+HEADER_BYTES = 1 << 20  # a CSV header longer than this is cut (and likely not a header)
+_LOG = logging.getLogger(__name__)
 OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
              "partition_by_day", "export_interval", "max_file_bytes", "job", "k", "quasi_identifiers")
 
 
+def _beam_parser() -> argparse.ArgumentParser:
+    """A parser of every registered Beam options class (ours, runners', IOs'), built the way
+    ``PipelineOptions.get_all_options`` builds its own (Beam's parser class, no abbreviations)."""
+    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False)
+    classes = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def unknown_arguments(argv: list[str]) -> str | None:
+    """What no options class declares, as a message (option names only, never their values), or None."""
+    beam = _beam_parser()
+    _, unknown = beam.parse_known_args(argv)
+    if not unknown:
+        return None
+    names = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    if not names:
+        return f"unrecognized arguments: {len(unknown)} value(s) without an option (options are --name value)"
+    known = [o for action in beam._actions for o in action.option_strings]
+    near = next((m[0] for m in (difflib.get_close_matches(n, known, n=1, cutoff=0.75) for n in names) if m), None)
+    return f"unrecognized arguments: {' '.join(names)}" + (f" (did you mean {near}?)" if near else "")
+
+
 def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions]:
+    """Our options and Beam's; an option nobody declares is an error (exit 2), never a default run."""
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.run",
+        allow_abbrev=False,  # as Beam's parser: '--inp' must not silently mean '--input' here only
         description="Check events against a data contract, encrypt every PII field with a key per data "
         "subject and UTC day, and write the encrypted stream, the privacy streams, the wrapped keys and "
         "the dead letters as JSONL. Without arguments: the workshop's web shop example into ./out.",
@@ -56,6 +91,9 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
     PrivacyPipelineOptions._add_argparse_args(parser)
     StreamingSourceOptions._add_argparse_args(parser)
     parser.parse_known_args(argv)  # --help and bad values of our own options stop here
+    unknown = unknown_arguments(argv)
+    if unknown:
+        parser.error(unknown)  # usage and the message on stderr, exit 2
     options = PipelineOptions(argv)
     return options, options.view_as(PrivacyPipelineOptions)
 
@@ -81,6 +119,44 @@ def prepare(config: PipelineConfig, echo=print) -> None:
         raise ConfigError(f"input '{config.input_path}' cannot be listed: {exc}") from None
     if not matched:
         raise ConfigError(f"input '{config.input_path}' matches no file")
+    check_csv_headers(config, [m.path for m in matched])
+
+
+def _csv_header(path: str) -> list[str] | None:
+    """The header of a CSV file (BOM stripped), read from its first bytes; None for an empty file."""
+    with FileSystems.open(path) as handle:  # compressed files (.gz, ...) by their suffix
+        head = handle.read(HEADER_BYTES)
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    return next(csv.reader(io.StringIO(text, newline="")), None)
+
+
+def check_csv_headers(config: PipelineConfig, paths: list[str]) -> None:
+    """Every CSV file must have the columns the config reads consent and event time from.
+
+    Without the consent column every row would silently get the default levels (privacy streams
+    empty, not a word); without the time column every row would be a dead letter. One small read
+    per file, a few at a time.
+    """
+    wanted = [(key, field) for key, field in (("input.consent.field", config.consent.field),
+                                              ("input.timestamp.field", config.timestamp.field)) if field]
+    csv_paths = [p for p in paths if (config.input_format or infer_format(p)) == "csv"]
+    if not wanted or not csv_paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(csv_paths))) as pool:
+        headers = list(pool.map(_csv_header, csv_paths))
+    for path, header in zip(csv_paths, headers):
+        for key, field in wanted:
+            if header is not None and field not in header:
+                raise ConfigError(f"{path}: the CSV header has no column '{field}' ({key} of {config.source}); "
+                                  "every row needs it")
+
+
+def no_pii_warning(config: PipelineConfig) -> str | None:
+    """The summary's line for a contract without PII fields (nothing is encrypted), or None."""
+    if config.contract.pii:
+        return None
+    return (f"contract {config.contract.ref} declares no PII field: nothing is encrypted, every field is "
+            "written as given (mark personal fields with fieldMetadata: personalDataConfig: {isPii: true})")
 
 
 def counters(result) -> dict[str, int]:
@@ -126,6 +202,9 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     except (ConfigError, ConnectorError) as exc:
         echo(f"error: {exc}")
         return 2
+    no_pii = no_pii_warning(config)
+    if no_pii:
+        _LOG.warning(no_pii)
     if standard.streaming:
         return run_streaming(options, config, exports.exporters, echo)
     if standard.runner is None and not standard.streaming:
@@ -165,6 +244,8 @@ def run(argv: list[str] | None = None, echo=print) -> int:
         echo(f"{label:<{width}}  {value:>10,}")
     read = rows[0][1]
     echo(f"\n{read:,} rows in {elapsed:.1f} s ({read / elapsed if elapsed else 0:,.0f} rows/s)")
+    if no_pii:
+        echo(f"warning: {no_pii}")
     for problem in problems:
         echo(f"error: counts do not add up: {problem}")
     failed = bool(problems)

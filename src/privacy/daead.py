@@ -8,7 +8,15 @@
 Wire format: ``0x01 || key_id (4 bytes, big endian) || SIV (16) || ciphertext``, then standard
 base64 with padding. Tink's "empty associated data" is ONE empty AD component, so we call
 ``AESSIV.encrypt(plaintext, [b""])``; ``None`` or ``[]`` would give incompatible ciphertexts.
-Compatibility is tested against Google's ``tink`` package (tests/test_tink_interop.py).
+Compatibility is tested against Google's ``tink`` package (tests/test_crypto.py).
+
+A Tink keyset can hold several keys (rotation): ``SivKeyset`` (``privacy.keyset.key_from_keyset_json``)
+encrypts with the primary key and decrypts with whichever key the ciphertext's prefix names
+(``0x01 || key id`` for TINK keys, ``0x00 || key id`` for LEGACY and CRUNCHY), then tries the
+keys without a prefix (RAW), as Tink's own primitive set does::
+
+    keyset = SivKeyset([old_key, new_key], primary_id=new_key.key_id)
+    keyset.decrypt(old_key.encrypt("alice"))    # 'alice'
 """
 from __future__ import annotations
 
@@ -21,8 +29,21 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 TINK_PREFIX = 0x01
+LEGACY_PREFIX = 0x00  # LEGACY and CRUNCHY output prefixes
 KEY_SIZE = 64  # AES-256-SIV: two 256-bit keys
 _EMPTY_AD = [b""]
+PREFIX_TYPES = ("TINK", "LEGACY", "CRUNCHY", "RAW")
+
+
+def output_prefix(prefix_type: str, key_id: int) -> bytes:
+    """The bytes Tink puts before a ciphertext of a key with this output prefix type."""
+    if prefix_type == "TINK":
+        return bytes([TINK_PREFIX]) + key_id.to_bytes(4, "big")
+    if prefix_type in ("LEGACY", "CRUNCHY"):
+        return bytes([LEGACY_PREFIX]) + key_id.to_bytes(4, "big")
+    if prefix_type == "RAW":
+        return b""
+    raise ValueError(f"output prefix type '{prefix_type}' is not one of {', '.join(PREFIX_TYPES)}")
 
 
 class DecryptError(ValueError):
@@ -39,16 +60,17 @@ def new_key_id() -> int:
 
 @dataclass(frozen=True)
 class SivKey:
-    """One AES-SIV data key with its Tink key id."""
+    """One AES-SIV data key with its Tink key id (and output prefix type: ours are all TINK)."""
 
     key_id: int
     material: bytes = field(repr=False)
+    prefix_type: str = "TINK"
 
     def __post_init__(self):
         if len(self.material) != KEY_SIZE:
             raise ValueError(f"an AES-SIV key has {KEY_SIZE} bytes, not {len(self.material)}")
         object.__setattr__(self, "_siv", AESSIV(self.material))
-        object.__setattr__(self, "_prefix", bytes([TINK_PREFIX]) + self.key_id.to_bytes(4, "big"))
+        object.__setattr__(self, "_prefix", output_prefix(self.prefix_type, self.key_id))
 
     @classmethod
     def generate(cls) -> "SivKey":
@@ -63,10 +85,11 @@ class SivKey:
         return self._prefix + self._siv.encrypt(plaintext, _EMPTY_AD)
 
     def decrypt_bytes(self, ciphertext: bytes) -> bytes:
-        if ciphertext[:5] != self._prefix:
+        prefix = self._prefix
+        if ciphertext[: len(prefix)] != prefix:
             raise DecryptError("ciphertext was not made with this key (key id differs)")
         try:
-            return self._siv.decrypt(ciphertext[5:], _EMPTY_AD)
+            return self._siv.decrypt(ciphertext[len(prefix):], _EMPTY_AD)
         except InvalidTag:
             raise DecryptError("ciphertext failed authentication") from None
 
@@ -75,11 +98,59 @@ class SivKey:
         return binascii.b2a_base64(sealed, newline=False).decode("ascii")  # = base64.b64encode
 
     def decrypt(self, token: str) -> str:
-        try:
-            raw = binascii.a2b_base64(token, strict_mode=True)  # = base64.b64decode(validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise DecryptError("not a base64 ciphertext") from None
-        return self.decrypt_bytes(raw).decode("utf-8")
+        return self.decrypt_bytes(_from_base64(token)).decode("utf-8")
+
+
+def _from_base64(token: str) -> bytes:
+    try:
+        return binascii.a2b_base64(token, strict_mode=True)  # = base64.b64decode(validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise DecryptError("not a base64 ciphertext") from None
+
+
+class SivKeyset:
+    """The enabled AES-SIV keys of one Tink keyset, used as one key (see the module docstring)."""
+
+    def __init__(self, keys, primary_id: int):
+        self.keys = tuple(keys)
+        primary = [key for key in self.keys if key.key_id == primary_id]
+        if not primary:
+            raise ValueError("the keyset has no enabled key with the primary key id")
+        self.primary = primary[0]
+        self._by_prefix: dict[bytes, list[SivKey]] = {}
+        for key in self.keys:
+            if key.prefix:
+                self._by_prefix.setdefault(key.prefix, []).append(key)
+        self._raw = [key for key in self.keys if not key.prefix]
+
+    @property
+    def key_id(self) -> int:
+        return self.primary.key_id
+
+    @property
+    def prefix(self) -> bytes:
+        return self.primary.prefix
+
+    def encrypt_bytes(self, plaintext: bytes) -> bytes:
+        return self.primary.encrypt_bytes(plaintext)
+
+    def encrypt(self, plaintext: str) -> str:
+        return self.primary.encrypt(plaintext)
+
+    def decrypt_bytes(self, ciphertext: bytes) -> bytes:
+        """With the keys whose prefix the ciphertext starts with, then the RAW keys (as Tink does)."""
+        failed = False
+        for key in self._by_prefix.get(bytes(ciphertext[:5]), []) + self._raw:
+            try:
+                return key.decrypt_bytes(ciphertext)
+            except DecryptError:
+                failed = True
+        if failed:
+            raise DecryptError("ciphertext failed authentication with every matching key of the keyset")
+        raise DecryptError("ciphertext was not made with a key of this keyset (no key id matches)")
+
+    def decrypt(self, token: str) -> str:
+        return self.decrypt_bytes(_from_base64(token)).decode("utf-8")
 
 
 def key_id_of(token: str) -> int | None:

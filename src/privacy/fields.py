@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable
 
-from contracts.model import NODE, Contract, Node
+from contracts.model import Contract
 from privacy.daead import SivKey
 from privacy.streams import StreamSpec, mask_value
 
@@ -49,16 +49,6 @@ def _apply(container: dict, parts: list[str], fn: Callable) -> None:
         container[name] = copy
 
 
-def _leaf_paths(nodes: tuple[Node, ...], parent: str = "") -> list[str]:
-    paths = []
-    for node in nodes:
-        path = f"{parent}{node.name}"
-        paths.append(path)
-        if node.type == NODE:
-            paths += _leaf_paths(node.nodes, f"{path}/")
-    return paths
-
-
 def _apply_each(out: dict, steps: list, fn: Callable) -> None:
     """_apply for every (name, parts) step; a top-level text value is replaced directly (fast path)."""
     for name, parts in steps:
@@ -78,7 +68,7 @@ class FieldPlan:
         self.contract = contract
         self.pii = [(path.split("/"), level) for path, level in contract.pii.items()]
         self._steps = [(parts[0], parts) for parts, _ in self.pii]
-        self._all_paths = _leaf_paths(contract.nodes)
+        self._all_paths = contract.field_paths()
         self._mask_cache: dict[tuple[str, ...], list[str]] = {}
         self._reveal_cache: dict[StreamSpec, tuple[list, list]] = {}
 

@@ -3,7 +3,13 @@
     from privacy.daead import SivKey
     from privacy.keyset import keyset_json, key_from_keyset_json
     text = keyset_json(SivKey.generate())    # {"primaryKeyId":N,"key":[{"keyData":{...}}]}
-    key = key_from_keyset_json(text)         # back to a SivKey
+    key = key_from_keyset_json(text)         # a SivKeyset: encrypts with the primary key,
+    key.decrypt(token)                       # decrypts with whichever key the token names
+
+A keyset may hold several keys (Tink's rotation: add a key, make it primary): every ENABLED key
+is kept, with its output prefix type (TINK, LEGACY, CRUNCHY or RAW); DISABLED and DESTROYED keys
+are left out, as Tink leaves them out of its primitive set. The same reading serves the local
+KEK's AES-GCM keyset (``keyset_keys``).
 
 The keyData value is the serialized ``google.crypto.tink.AesSivKey`` proto: field 1 ``version``
 (uint32, 0 and so omitted) and field 2 ``key_value`` (bytes, the 64-byte key). Google's ``tink``
@@ -13,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass, field
 
-from privacy.daead import SivKey
+from privacy.daead import PREFIX_TYPES, SivKey, SivKeyset, output_prefix
 
 AES_SIV_TYPE_URL = "type.googleapis.com/google.crypto.tink.AesSivKey"
 
@@ -87,18 +94,38 @@ def tink_keyset_dict(type_url: str, key_id: int, proto: bytes) -> dict:
     }
 
 
-def primary_key_material(data: dict, type_url: str, field_number: int) -> tuple[int, bytes]:
-    """(key id, key bytes) of the primary key of a one-type Tink keyset."""
-    primary = data["primaryKeyId"]
+@dataclass(frozen=True)
+class KeysetKey:
+    """One enabled key of a Tink keyset: its id, output prefix type and key bytes."""
+
+    key_id: int
+    prefix_type: str
+    material: bytes = field(repr=False)
+
+    @property
+    def prefix(self) -> bytes:
+        return output_prefix(self.prefix_type, self.key_id)
+
+
+def keyset_keys(data: dict, type_url: str, field_number: int) -> tuple[int, list[KeysetKey]]:
+    """(primary key id, enabled keys) of a Tink JSON keyset of one key type; ValueError if malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("key"), list):
+        raise ValueError("not a Tink JSON keyset (no 'key' list)")
+    primary, keys = data.get("primaryKeyId"), []
     for entry in data["key"]:
-        if entry["keyId"] == primary:
-            key_data = entry["keyData"]
-            if key_data["typeUrl"] != type_url:
-                raise ValueError(f"expected a {type_url.rsplit('.', 1)[-1]} keyset, got {key_data['typeUrl']}")
-            if entry.get("outputPrefixType", "TINK") != "TINK":
-                raise ValueError("only TINK output prefix keys are supported")
-            return primary, material_from_proto(base64.b64decode(key_data["value"]), field_number)
-    raise ValueError("keyset has no key with the primary key id")
+        if not isinstance(entry, dict) or entry.get("status", "ENABLED") != "ENABLED":
+            continue
+        key_data = entry.get("keyData") or {}
+        if key_data.get("typeUrl") != type_url:
+            raise ValueError(f"expected a {type_url.rsplit('.', 1)[-1]} keyset, got {key_data.get('typeUrl')}")
+        prefix_type = entry.get("outputPrefixType", "TINK")
+        if prefix_type not in PREFIX_TYPES:
+            raise ValueError(f"output prefix type '{prefix_type}' is not one of {', '.join(PREFIX_TYPES)}")
+        material = material_from_proto(base64.b64decode(key_data["value"]), field_number)
+        keys.append(KeysetKey(int(entry["keyId"]), prefix_type, material))
+    if not any(key.key_id == primary for key in keys):
+        raise ValueError("keyset has no enabled key with the primary key id")
+    return primary, keys
 
 
 def keyset_dict(key: SivKey) -> dict:
@@ -109,7 +136,8 @@ def keyset_json(key: SivKey) -> str:
     return json.dumps(keyset_dict(key), separators=(",", ":"))
 
 
-def key_from_keyset_json(text: str | dict) -> SivKey:
-    """The primary AES-SIV key of a Tink JSON keyset."""
+def key_from_keyset_json(text: str | dict) -> SivKeyset:
+    """Every enabled AES-SIV key of a Tink JSON keyset, as one key (primary encrypts)."""
     data = json.loads(text) if isinstance(text, str) else text
-    return SivKey(*primary_key_material(data, AES_SIV_TYPE_URL, 2))
+    primary, keys = keyset_keys(data, AES_SIV_TYPE_URL, 2)
+    return SivKeyset([SivKey(k.key_id, k.material, k.prefix_type) for k in keys], primary)

@@ -12,9 +12,14 @@ requested levels are decrypted. CUMULATIVE N: an event passes if its highest con
 at least N; fields of levels 0..N are decrypted. Masked fields (PII or not, never strmMeta) are
 replaced by the hash of their plaintext after decryption; a PII field that stays encrypted in a
 stream is left encrypted, never hashed, so a mask never reveals data the consent does not cover.
+
+``StreamSpec.create(name, mode, levels, ...)`` is how a stream given by a user (config, project,
+``pstream create stream``) is built: the checks (one level for CUMULATIVE, names, strmMeta) are
+in one place, and ``unknown_masks(contract.field_paths())`` lists masks that name no field.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,11 +60,22 @@ class StreamSpec:
         if not self.levels or any(not isinstance(v, int) or v < 0 for v in self.levels):
             raise ValueError(f"stream '{self.name}': levels must be non-negative integers")
         if self.mode == CUMULATIVE and len(self.levels) != 1:
-            raise ValueError(f"stream '{self.name}': a CUMULATIVE stream has exactly one level")
+            raise ValueError(f"stream '{self.name}': a CUMULATIVE stream has exactly one level N (it decrypts "
+                             f"levels 0..N), got {', '.join(map(str, self.levels))}; for several levels use a "
+                             "GRANULAR stream")
         if len(self.levels) > MAX_GRANULAR_LEVELS:
             raise ValueError(f"stream '{self.name}': at most {MAX_GRANULAR_LEVELS} levels")
         if any(f == "strmMeta" or f.startswith("strmMeta/") for f in self.masked_fields):
             raise ValueError(f"stream '{self.name}': strmMeta cannot be masked")
+
+    @classmethod
+    def create(cls, name: str, mode: str, levels, masked_fields=(), mask_seed: int | None = None) -> "StreamSpec":
+        """A stream of either mode from its parts as a user gives them (config, project, CLI):
+        ValueError names the stream and what is wrong, e.g. a CUMULATIVE stream with two levels."""
+        levels = [levels] if isinstance(levels, int) else list(levels)
+        if mode == GRANULAR:
+            return cls.granular(name, levels, masked_fields, mask_seed)
+        return cls(name, mode, tuple(levels), tuple(masked_fields), _seed(mask_seed))
 
     @classmethod
     def cumulative(cls, name: str, level: int, masked_fields=(), mask_seed: int | None = None) -> "StreamSpec":
@@ -68,6 +84,12 @@ class StreamSpec:
     @classmethod
     def granular(cls, name: str, levels, masked_fields=(), mask_seed: int | None = None) -> "StreamSpec":
         return cls(name, GRANULAR, tuple(sorted(set(levels))), tuple(masked_fields), _seed(mask_seed))
+
+    def unknown_masks(self, field_paths) -> list[str]:
+        """The mask patterns that name no field of ``field_paths`` (a contract's ``field_paths()``:
+        nested paths as the contract spells them, ``address/street``; shell patterns allowed)."""
+        return [pattern for pattern in self.masked_fields
+                if not any(fnmatch.fnmatchcase(path, pattern) for path in field_paths)]
 
     def admits(self, consent_levels) -> bool:
         if self.mode == CUMULATIVE:

@@ -68,9 +68,12 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 def _shown(value) -> str:
+    """A key or value as a message may show it: at most _SHOWN characters, printable ASCII (others
+    escaped as \\uXXXX; a backslash stays one, so a regex reads as written)."""
     text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+    cut = len(text) > _SHOWN
+    text = "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text[:_SHOWN])
+    return text[:_SHOWN] + "..." if cut or len(text) > _SHOWN else text
 
 
 def _json_path(parts) -> str:
@@ -163,10 +166,14 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         expected = error.schema.get(error.validator)
         if error.validator == "enum":
             expected = ", ".join(map(str, expected))
-        elif error.validator == "pattern":
-            expected = f"the pattern {expected}"
-        return path, f"{_shown(error.instance)} does not fit: {error.validator} {expected}"
+        description = error.schema.get("description")
+        # writeOnly (JSON Schema: a sensitive value, e.g. credentials): the value is never shown back
+        shown = "the value" if error.schema.get("writeOnly") else _shown(error.instance)
+        return path, (f"{shown} does not fit: {error.validator} {expected}"
+                      + (f" ({description})" if description else ""))
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if isinstance(error.schema, dict) and error.schema.get("writeOnly"):
+        return path, f"the value does not fit: {error.validator}" + (f" ({description})" if description else "")
     problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return path, problem + (f" ({description})" if description else "")
 
