@@ -217,3 +217,23 @@ def test_the_micro_aggregation_graph_translates_for_dataflow(tmp_path):
     job = dataflow_job(lambda p, _: build_micro_aggregation_graph(p, config))
     names = transform_names(job.proto_pipeline)
     assert {"MicroAggregate/Gather", "Write micro_aggregated", "Write report", "Write keys"} <= names
+
+
+def test_the_new_keys_are_in_the_published_schema(tmp_path):
+    from pipelines.config import ConfigError, load_config
+
+    config = load_config(str(write_config(
+        tmp_path / "all.yaml", job="micro_aggregation",
+        micro_aggregation={"k": 3, "quasi_identifiers": ["age"], "consent_levels": [1], "max_suppressed": 0.05},
+        input={"connector": "shopdb", "table": "public.orders", "split_by": "id", "splits": 8,
+               "incremental": {"column": "id"}, **MAPPING})))
+    assert config.database.splits == 8 and config.micro_aggregation.k == 3 and config.job == "micro_aggregation"
+    for sections, message in [
+        ({"input": {"connector": "shopdb", "table": "t", "split_bi": "id"}}, "did you mean 'split_by'"),
+        ({"job": "micro_aggregation", "micro_aggregation": {"k": 1}}, "micro_aggregation.k"),
+        ({"job": "anonymise"}, "job"),
+        ({"connectors": [{"name": "db", "kind": "postgresql", "bucket": "b"}]}, "bucket"),
+        ({"input": {"connector": "shopdb", "path": "x.csv", "table": "t"}}, r"unknown key\(s\) for a database input: path"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(write_config(tmp_path / "bad.yaml", **sections)))
