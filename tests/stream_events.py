@@ -22,7 +22,7 @@ from pipelines.streaming import build_streaming_graph
 from transforms.stream_sources import ParseMessages
 
 WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"
-FILE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)-(stream|keys|dead-letter)-[0-9a-f-]{36}---0\.jsonl$")
+FILE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)-(stream|keys|dead-letter)-[0-9a-f-]{36}---(\d+)\.jsonl$")
 
 
 def at(text: str) -> int:

@@ -33,18 +33,25 @@ def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
     return KeyRingSpec(config.key_store, config.kek, config.retention_days)
 
 
-def privacy_graph(pairs, config: PipelineConfig) -> dict:
-    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections."""
+def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None = None) -> dict:
+    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections.
+
+    ``admit`` (streaming: ``transforms.lateness.AdmitInTime``) takes the valid events before they are
+    encrypted and fanned out; its ADMITTED output goes on, its TOO_LATE rows join the dead letters."""
     contracts = {config.contract.ref: config.contract}
     prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once: workers only open it
     keys = key_ring_spec(config)
     checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
-    encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, keys)
+    valid, too_late = checked[ValidateEvents.VALID], []
+    if admit is not None:
+        decided = valid | "AdmitInTime" >> admit
+        valid, too_late = decided[admit.ADMITTED], [decided[admit.TOO_LATE]]
+    encrypted = valid | "EncryptPii" >> EncryptPii(contracts, keys)
     streams = encrypted[EncryptPii.ENCRYPTED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
     outputs = {
         ENCRYPTED: encrypted[EncryptPii.ENCRYPTED],
         KEYS: encrypted[EncryptPii.KEYS],
-        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], encrypted[EncryptPii.DEAD_LETTER]],
+        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], *too_late, encrypted[EncryptPii.DEAD_LETTER]],
     }
     for spec in config.streams:
         outputs[f"{STREAMS}/{spec.name}"] = streams[spec.name]

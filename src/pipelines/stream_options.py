@@ -6,7 +6,8 @@
     options.view_as(StreamingSourceOptions).pubsub_subscription
 
 Exactly one source: a Pub/Sub subscription or topic (Dataflow), or Kafka bootstrap servers with
-topics (Flink). Every option defaults to None (meaning: the documented default), as in
+topics (Flink). ``--allowed_lateness`` and ``--export_shards`` shape the one late-data decision
+(``transforms.lateness``) and the writers (``transforms.windowed_export``). Every option defaults to None (meaning: the documented default), as in
 ``pipelines.options``; ``templates/metadata.json`` lists these parameters too (a test keeps them
 in step).
 """
@@ -46,8 +47,10 @@ class StreamingSourceOptions(PipelineOptions):
                            help="Address (host:port) of a running Beam expansion service for ReadFromKafka; "
                                 "default: Beam starts its own (needs Java).")
         group.add_argument("--allowed_lateness", default=None, type=int,
-                           help="Seconds an event may arrive after its export window ended and still be "
-                                f"exported with it; later events become dead letters. Default {DEFAULT_ALLOWED_LATENESS}.")
+                           help="Seconds an event may arrive after its export window ended (the watermark passed "
+                                "the window's end) and still be exported with it; from window end + this many "
+                                "seconds on it is too late for every output and one dead letter. "
+                                f"Default {DEFAULT_ALLOWED_LATENESS}.")
         group.add_argument("--export_shards", default=None, type=int,
-                           help="Writers (and files) per export window and output; default "
-                                f"{DEFAULT_EXPORT_SHARDS}. Raise it for high event rates.")
+                           help="Lateness-decision shards, and writers (and files) per export window and "
+                                f"output; default {DEFAULT_EXPORT_SHARDS}. Raise it for high event rates.")

@@ -6,5 +6,6 @@
     from transforms.privacy_streams import PrivacyStreams
     from transforms.write_jsonl import WriteJsonlBatches
     from transforms.stream_sources import ReadPubSubEvents, ReadKafkaEvents   # streaming sources
-    from transforms.windowed_export import WriteWindowedJsonl                 # streaming writer
+    from transforms.lateness import AdmitInTime                               # streaming: the late-data decision
+    from transforms.windowed_export import WriteWindowedJsonl, WriteProcessingTimeJsonl  # streaming writers
 """
