@@ -24,6 +24,7 @@ from contracts.batch_input import BatchInput
 from pipelines.config import PipelineConfig
 from pipelines.graph import DEAD_LETTERS, KEYS, key_ring_spec, write_outputs
 from pipelines.sources import read_batch_source
+from privacy.kek import prepare_kek
 from transforms.encrypt import EncryptPii
 from transforms.microaggregate import MicroAggregate
 from transforms.validate import ValidateEvents
@@ -35,6 +36,7 @@ def build_micro_aggregation_graph(pipeline, config: PipelineConfig, now_ms: int 
     contracts = {config.contract.ref: config.contract}
     batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
     read = read_batch_source(pipeline, config, batch)
+    prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once (as pipelines.graph does)
     checked = read["events"] | "ValidateEvents" >> ValidateEvents(contracts)
     encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, key_ring_spec(config))
     aggregated = encrypted[EncryptPii.ENCRYPTED] | "MicroAggregate" >> MicroAggregate(config.micro_aggregation)
