@@ -2,6 +2,7 @@
 
     python -m benchmarks.gateway                      # about 2 minutes; prints a table and ratios
     python -m benchmarks.gateway --rates 1000,10000 --seconds 3 --rounds 1
+    python -m benchmarks.gateway --protocol           # what gateway.connections' limits cost (bare endpoint)
 
 Both servers run on the same stack (``gateway.server.serve``: uvicorn, uvloop, httptools, one
 process) pinned to CPU 0; the load comes from a separate process pinned to CPU 1, on loopback
@@ -112,11 +113,68 @@ def _wait_port(ready: Path, process: subprocess.Popen) -> int:
     return int(ready.read_text())
 
 
-def start_bare(work: Path) -> tuple[subprocess.Popen, int]:
-    ready = work / "bare.port"
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway", "--serve-bare", str(ready)],
+def start_bare(work: Path, protocol: str = "bounded") -> tuple[subprocess.Popen, int]:
+    """The bare endpoint on gateway.server's stack; ``protocol="plain"``: on uvicorn's own httptools protocol."""
+    ready = work / f"bare-{protocol}.port"
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway", "--serve-bare", str(ready),
+                                "--serve-protocol", protocol],
                                env=_env(), preexec_fn=_pin(0), stderr=subprocess.DEVNULL)
     return process, _wait_port(ready, process)
+
+
+def serve_plain(app, ready_file: str) -> None:
+    """uvicorn with its own httptools protocol (no gateway.connections limits), for --protocol."""
+    import asyncio
+
+    import uvicorn
+    import uvloop
+
+    from gateway.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop",
+                                           http="httptools", lifespan="on", backlog=4096,
+                                           server_header=False, date_header=False))
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        Path(ready_file).write_text(str(sock.getsockname()[1]))
+        await task
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def protocol_overhead(args) -> dict:
+    """The bare endpoint's maximum on uvicorn's protocol and on gateway.connections' (alternating rounds)."""
+    work = Path(tempfile.mkdtemp(prefix="gateway-protocol-", dir=args.work_dir))
+    body_file = work / "event.json"
+    body_file.write_bytes(orjson.dumps(EVENT))
+    servers, runs = {}, {"plain": [], "bounded": []}
+    try:
+        for protocol in runs:
+            servers[protocol] = start_bare(work, protocol)
+        for round_ in range(args.rounds):
+            for protocol, (process, port) in servers.items():
+                before = cpu_seconds(process.pid)
+                measured = loadgen(port, None, body_file, 0, args.seconds, args.connections)
+                measured["cpu_us"] = (cpu_seconds(process.pid) - before) / measured["requests"] * 1e6
+                runs[protocol].append(measured)
+                print(f"round {round_ + 1} {protocol:7s}: {measured['achieved_per_s']:,.0f} req/s, "
+                      f"{measured['cpu_us']:.1f} us CPU/request", file=sys.stderr)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {protocol: {"max_per_s": statistics.median(r["achieved_per_s"] for r in measured),
+                          "cpu_us_per_request": statistics.median(r["cpu_us"] for r in measured)}
+               for protocol, measured in runs.items()}
+    summary["cpu_ratio_bounded_to_plain"] = (summary["bounded"]["cpu_us_per_request"]
+                                             / summary["plain"]["cpu_us_per_request"])
+    return summary
 
 
 def start_full(work: Path) -> tuple[subprocess.Popen, int, str]:
@@ -127,8 +185,8 @@ def start_full(work: Path) -> tuple[subprocess.Popen, int, str]:
     pipeline = project.create_pipeline("bench")
     project.save()
     ready = work / "full.port"
-    process = subprocess.Popen([sys.executable, "-m", "gateway", "--project_dir", str(project_dir), "--port", "0",
-                                "--ready_file", str(ready)], env=_env(), preexec_fn=_pin(0), stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "--project-dir", str(project_dir), "--port", "0",
+                                "--ready-file", str(ready)], env=_env(), preexec_fn=_pin(0), stderr=subprocess.DEVNULL)
     port = _wait_port(ready, process)
     token = httpx.post(f"http://127.0.0.1:{port}/auth/token", data={
         "grant_type": "client_credentials", "client_id": pipeline.client_id,
@@ -276,12 +334,28 @@ def main() -> int:
     parser.add_argument("--work-dir", default=None,
                         help="where the full gateway's project and spool live (default: the system temp dir); "
                              "/dev/shm separates the disk's fsync latency from the rest")
+    parser.add_argument("--protocol", action="store_true",
+                        help="only measure what gateway.connections' limits cost: the bare endpoint on uvicorn's "
+                             "own httptools protocol against the gateway's (maximum, CPU per request)")
     parser.add_argument("--serve-bare", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-protocol", default="bounded", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        from gateway.server import serve
+        if args.serve_protocol == "plain":
+            serve_plain(bare_app, args.serve_bare)
+            return 0
+        from gateway.server import bind, serve
+        from gateway.settings import GatewaySettings
 
-        serve(bare_app, "127.0.0.1", 0, args.serve_bare)
+        settings = GatewaySettings(port=0, ready_file=args.serve_bare)
+        serve(bare_app, bind(settings.host, settings.port), settings)
+        return 0
+    if args.protocol:
+        summary = protocol_overhead(args)
+        print(f"\nbare endpoint, maximum ({args.connections} connections, medians of {args.rounds} rounds): uvicorn's "
+              f"protocol {summary['plain']['max_per_s']:,.0f} req/s, {summary['plain']['cpu_us_per_request']:.1f} us "
+              f"CPU/request; gateway.connections' {summary['bounded']['max_per_s']:,.0f} req/s, "
+              f"{summary['bounded']['cpu_us_per_request']:.1f} us; CPU ratio {summary['cpu_ratio_bounded_to_plain']:.2f}")
         return 0
     global NICE
     NICE = args.nice

@@ -25,6 +25,7 @@ from pipelines.config import PipelineConfig
 from privacy.fields import FieldPlan
 from privacy.kek import kek_from_uri, prepare_kek
 from privacy.keyring import KeyRing, utc_day
+from privacy.masking import stream_masker
 from privacy.keystore import open_key_store
 from transforms.dead_letters import dead_letter
 from transforms.encrypt import DEFAULT_BATCH_SIZE, key_row
@@ -58,10 +59,10 @@ def run_plain_loop(config: PipelineConfig) -> dict[str, int]:
     ring = KeyRing(open_key_store(config.key_store), kek_from_uri(config.kek), config.retention_days)
     key_path = contract.key_field.split("/")
     subject_path = contract.data_subject_field.split("/") if contract.data_subject_field else None
-    streams = [(spec, _open(config, f"streams/{spec.name}")) for spec in config.streams]
+    streams = [(spec, _open(config, f"streams/{spec.name}"), stream_masker(spec, ring)) for spec in config.streams]
     encrypted_out, keys_out, dead_out = _open(config, "encrypted"), _open(config, "keys"), _open(config, "dead_letter")
     counts = {"rows_read": 0, "valid": 0, "encrypted": 0, "keys": 0, "dead_letter": 0}
-    counts.update({f"streams/{spec.name}": 0 for spec, _ in streams})
+    counts.update({f"streams/{spec.name}": 0 for spec, _, _ in streams})
     dumps = orjson.dumps
 
     def reject(position: str, stage: str, reason: str) -> None:
@@ -85,9 +86,9 @@ def run_plain_loop(config: PipelineConfig) -> dict[str, int]:
             meta = encrypted["strmMeta"] = {**event["strmMeta"], "keyLink": key_link}
             encrypted_out.write(dumps(encrypted) + b"\n")
             consent = meta["consentLevels"] or ()
-            for spec, out in streams:
+            for spec, out, mask in streams:
                 if spec.admits(consent):
-                    out.write(dumps(plan.reveal(encrypted, key, spec)) + b"\n")
+                    out.write(dumps(plan.reveal(encrypted, key, spec, mask)) + b"\n")
                     counts[f"streams/{spec.name}"] += 1
         for record in created:
             keys_out.write(dumps(key_row(record)) + b"\n")
@@ -122,6 +123,6 @@ def run_plain_loop(config: PipelineConfig) -> dict[str, int]:
                 pending = []
     if pending:
         flush(pending)
-    for handle in (encrypted_out, keys_out, dead_out, *(out for _, out in streams)):
+    for handle in (encrypted_out, keys_out, dead_out, *(out for _, out, _ in streams)):
         handle.close()
     return counts

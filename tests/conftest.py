@@ -46,6 +46,15 @@ def default_run(tmp_path_factory):
     return cwd, proc.stdout
 
 
+@pytest.fixture(scope="session")
+def subjects_run(tmp_path_factory):
+    """One real web shop run (1,500 rows, 80 customers) for the data-subject tests; copy it before changing it
+    (pipeline_runs.copy_run)."""
+    from pipeline_runs import webshop_run
+
+    return webshop_run(tmp_path_factory.mktemp("subjects_run"))
+
+
 # -- local cloud storage servers (tests/cloud_servers.py), one of each per test worker ----------
 def _start_server(server_class):
     from cloud_servers import ServerUnavailable

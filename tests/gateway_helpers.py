@@ -63,22 +63,23 @@ class GatewayProcess:
 
     def __init__(self, project_dir: Path, token_ttl: int = 3600, max_event_bytes: int = 1024 * 1024,
                  segment_max_age: float = 60.0, segment_max_bytes: int = 64 << 20, publish: str | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, extra: tuple[str, ...] = (), umask: int = -1):
         self.project_dir = Path(project_dir)
-        self.args = ["--token_ttl", str(token_ttl), "--max_event_bytes", str(max_event_bytes),
-                     "--segment_max_age", str(segment_max_age), "--segment_max_bytes", str(segment_max_bytes)]
+        self.args = ["--token-ttl", str(token_ttl), "--max-event-bytes", str(max_event_bytes),
+                     "--segment-seconds", str(segment_max_age), "--segment-bytes", str(segment_max_bytes), *extra]
         if publish:
             self.args += ["--publish", publish]
         self.env = env or {}
+        self.umask = umask
         self.process: subprocess.Popen | None = None
         self.url = ""
 
     def start(self) -> "GatewayProcess":
         ready = self.project_dir / f".port-{os.getpid()}-{time.monotonic_ns()}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--project_dir", str(self.project_dir), "--port", "0",
-             "--ready_file", str(ready), *self.args],
-            env=repo_env(**self.env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [sys.executable, "-m", "gateway", "--project-dir", str(self.project_dir), "--port", "0",
+             "--ready-file", str(ready), *self.args],
+            env=repo_env(**self.env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, umask=self.umask)
         deadline = time.monotonic() + 30
         while not ready.exists():
             if self.process.poll() is not None:
@@ -102,6 +103,11 @@ class GatewayProcess:
                 self.process.wait(10)
         if getattr(self, "client", None) is not None:
             self.client.close()
+
+    def stop_and_log(self, sig=signal.SIGTERM) -> str:
+        """Stop the gateway and return what it wrote to stderr."""
+        self.stop(sig)
+        return self.process.stderr.read().decode(errors="replace")
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

@@ -54,3 +54,31 @@ def store_uri(request, tmp_path):
     uri = new_pg_uri()
     yield uri
     drop_pg(uri)
+
+
+def pg_store_file_bytes(store) -> bytes:
+    """The bytes of every file of a PostgreSQL store's tables, indexes and TOAST tables, read from the
+    server's data directory after a CHECKPOINT (so that what the server holds in memory is on disk).
+    Skips the test when the data directory cannot be read (a remote server, not running as root)."""
+    import pg8000.native
+
+    from privacy.keystore_pg import connection_options
+
+    options, _, _ = connection_options(store.uri)
+    db = pg8000.native.Connection(**options)
+    try:
+        db.run("CHECKPOINT")
+        data_dir = db.run("SHOW data_directory")[0][0]
+    finally:
+        db.close()
+    if not os.access(data_dir, os.R_OK):
+        pytest.skip(f"cannot read the PostgreSQL data directory {data_dir}")
+    chunks = []
+    for relative in store.relation_files().values():
+        base = os.path.join(data_dir, relative)
+        segment = 0
+        while os.path.exists(base if segment == 0 else f"{base}.{segment}"):
+            with open(base if segment == 0 else f"{base}.{segment}", "rb") as handle:
+                chunks.append(handle.read())
+            segment += 1
+    return b"".join(chunks)

@@ -1,19 +1,13 @@
-"""Spool (roll, recovery, group commit), tokens (expiry, forgery) and the validator fast path."""
+"""Spool (roll, recovery, group commit) and tokens (expiry, forgery)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 
 import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import load_contract
-from contracts.events import EventError, EventValidator
 from gateway.auth import TokenError, TokenIssuer
-from gateway.fastcheck import compile_fast_check
 from gateway.spool import OPEN_SUFFIX, Spool, all_segments, closed_segments
-from gateway_helpers import SIMULATOR, WEBSHOP, simulator_event
 
 
 class Clock:
@@ -95,56 +89,6 @@ def test_forged_or_foreign_tokens_are_refused():
         TokenIssuer(b"other key".ljust(32)).verify(token)
     with pytest.raises(TokenError):
         issuer.verify("garbage")
-
-
-# -------------------------------------------------------------- fast path
-def test_fast_check_declines_nested_contracts(tmp_path):
-    nested = tmp_path / "acme" / "Nested" / "1.0.0.yaml"
-    nested.parent.mkdir(parents=True)
-    nested.write_text("ref: acme/Nested/1.0.0\nschema:\n  name: Nested\n  nodes:\n"
-                      "    - {name: id, type: STRING, required: true}\n"
-                      "    - {name: address, type: NODE, nodes: [{name: street, type: STRING}]}\nkeyField: id\n")
-    assert compile_fast_check(load_contract(str(nested))) is None
-
-
-@pytest.mark.parametrize("ref", [SIMULATOR, WEBSHOP])
-def test_fast_check_accepts_plain_valid_events(ref):
-    contract = load_contract(ref)
-    fast = compile_fast_check(contract)
-    event = simulator_event() if ref == SIMULATOR else {
-        "strmMeta": {"eventContractRef": ref, "consentLevels": [1]}, "transactionId": "1", "userId": "2",
-        "tshirtSize": "XL", "items": [1, 2], "age": 3}
-    assert fast(event) is True
-
-
-values = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
-                   st.text(max_size=4), st.sampled_from(["", " ", "M", "XXL", "XS"]),
-                   st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=2), st.booleans()), max_size=3))
-field_names = st.sampled_from(["transactionId", "userId", "email", "age", "tshirtSize", "items", "totalItems",
-                               "purposeConsent", "unknown", "uniqueIdentifier", "consistentValue"])
-metas = st.one_of(
-    st.none(), st.just("x"),
-    st.fixed_dictionaries({"eventContractRef": st.one_of(st.just(WEBSHOP), st.none(), st.integers())},
-                          optional={"consentLevels": st.one_of(st.none(), st.lists(st.one_of(st.integers(0, 3), st.booleans()), max_size=3)),
-                                    "nonce": st.one_of(st.none(), st.integers(), st.text(max_size=2)),
-                                    "timestamp": st.one_of(st.none(), st.integers(), st.floats(allow_nan=False))}))
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.dictionaries(field_names, values, max_size=8), metas)
-def test_fast_check_never_accepts_what_the_validator_refuses(fields, meta):
-    contract = load_contract(WEBSHOP)
-    fast, validator = compile_fast_check(contract), EventValidator(contract)
-    base = {"transactionId": "1", "userId": "7"}
-    event = {**base, **fields, "strmMeta": meta}
-    snapshot = copy.deepcopy(event)
-    if fast(event):
-        assert validator.check(event) == snapshot
-    else:
-        try:
-            validator.check(event)
-        except EventError:
-            pass
 
 
 def test_a_failing_disk_fails_the_waiting_appends(tmp_path, monkeypatch):

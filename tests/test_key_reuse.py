@@ -1,8 +1,13 @@
 """Runs that share a key store reuse the day's keys: same ciphertext for the same value and day."""
 from __future__ import annotations
 
+import json
+
 from cli.jsonl_files import read_jsonl
 from pipelines.run import run
+from privacy.kek import LocalKek
+from privacy.keystore import open_key_store
+from privacy.lookup import lookup_key
 
 HEADER = ("transactionId,userId,email,age,tshirtSize,fullName,phoneNumber,address,transactionAmount,"
           "items,totalItems,date,purposeConsent")
@@ -31,5 +36,7 @@ def test_second_run_reuses_keys_of_the_same_day(tmp_path):
     assert events["4"]["email"] != events["1"]["email"]  # next day: another key
     assert events["4"]["strmMeta"]["keyLink"] != events["1"]["strmMeta"]["keyLink"]
     key_rows = [k for _, _, k in read_jsonl([str(out / "keys")])]
-    assert sorted((k["keyFieldValue"], k["day"]) for k in key_rows) == [
-        ("u1", "2023-03-01"), ("u1", "2023-03-02"), ("u2", "2023-03-01")]
+    ids = lookup_key(open_key_store(out / "keystore.sqlite"), LocalKek(out / "kek.json"))
+    assert sorted((k["keyFieldHash"], k["day"]) for k in key_rows) == sorted([
+        (ids.value_hash("u1"), "2023-03-01"), (ids.value_hash("u1"), "2023-03-02"), (ids.value_hash("u2"), "2023-03-01")])
+    assert all('"u1"' not in json.dumps(k) and '"u2"' not in json.dumps(k) for k in key_rows)  # no plaintext ids

@@ -19,7 +19,8 @@ def ring(tmp_path, cache_size=100, store=None) -> KeyRing:
 def test_each_pair_gets_one_key_and_later_calls_reuse_it(tmp_path):
     keys = ring(tmp_path)
     first, created = keys.keys_for({("u1", DAY): {"u1"}, ("u2", DAY): {"u2"}})
-    assert sorted(r.pair for r in created) == [("u1", DAY), ("u2", DAY)]
+    assert sorted(r.pair for r in created) == sorted((keys.ids.value_hash(u), DAY) for u in ("u1", "u2"))
+    assert {r.subject_hashes for r in created} == {(keys.ids.subject_hash("u1"),), (keys.ids.subject_hash("u2"),)}
     again, created_again = keys.keys_for({("u1", DAY): {"u1"}})
     assert created_again == [] and again[("u1", DAY)][0] == first[("u1", DAY)][0]
     assert first[("u1", DAY)][0] != first[("u2", DAY)][0]
@@ -47,7 +48,8 @@ def test_subjects_added_after_eviction_reach_the_store(tmp_path):
     link = keys.keys_for({("u1", DAY): {"u1"}})[0][("u1", DAY)][0]
     keys.keys_for({("u2", DAY): {"u2"}})
     keys.keys_for({("u1", DAY): {"u1", "device-7"}})
-    assert keys.store.by_links([link])[link].subjects == ("device-7", "u1")
+    assert keys.store.by_links([link])[link].subject_hashes == tuple(sorted(
+        keys.ids.subject_hash(s) for s in ("device-7", "u1")))
 
 
 def test_a_second_writer_adopts_the_key_the_first_one_stored(tmp_path):
@@ -60,6 +62,7 @@ def test_a_second_writer_adopts_the_key_the_first_one_stored(tmp_path):
 
 
 def record(link: str, value: str, subjects=("s",)) -> KeyRecord:
+    """A record as the store sees it: ``value`` and ``subjects`` stand for hashes (the store never hashes)."""
     key = SivKey.generate()
     return KeyRecord(link, value, DAY, key.key_id, b"wrapped-" + link.encode(), "local://kek.json", 1, 2, subjects)
 
@@ -70,7 +73,7 @@ def test_insert_new_returns_what_the_store_keeps(tmp_path):
     kept = store.insert_new(mine)  # all new: returned without reading them back ...
     looked_up = store.lookup([("u1", DAY), ("u2", DAY)])
     assert kept == looked_up  # ... and equal to what a read gives (subjects sorted)
-    assert kept[("u1", DAY)].subjects == ("a", "b")
+    assert kept[("u1", DAY)].subject_hashes == ("a", "b")
     rival = record(new_key_link(), "u1")  # another writer's key for a stored pair
     fresh = record(new_key_link(), "u3")
     kept = store.insert_new([rival, fresh])
@@ -112,3 +115,15 @@ def test_workers_opening_one_new_store_together_all_succeed(tmp_path):
             worker.join(60)
         outcomes += [results.get(timeout=5) for _ in workers]
     assert outcomes == ["ok"] * len(outcomes)
+
+
+def test_a_key_evicted_after_key_for_link_is_found_again_by_its_pair(tmp_path):
+    keys = ring(tmp_path, cache_size=2)
+    link = keys.keys_for({("u1", DAY): {"u1"}})[0][("u1", DAY)][0]
+    keys.keys_for({(f"x{i}", DAY): set() for i in range(3)})  # u1 leaves the cache
+    assert keys.key_for_link(link) is not None  # back in through its keyLink: no pair known yet
+    again, created = keys.keys_for({("u1", DAY): {"u1"}})  # the store finds it by the pair's hash
+    assert created == [] and again[("u1", DAY)][0] == link
+    keys.keys_for({(f"y{i}", DAY): set() for i in range(3)})  # evicting it again leaves no stale pair
+    assert ("u1", DAY) not in keys._link_of_pair
+    assert keys.keys_for({("u1", DAY): set()})[0][("u1", DAY)][0] == link

@@ -18,6 +18,7 @@ DAY = "2024-03-01"
 
 
 def record(link: str, value: str, day: str = DAY, subjects=(), expires_at: int = 10**13, key_id: int = 7) -> KeyRecord:
+    """A record as the store sees it: ``value`` and ``subjects`` stand for hashes (the store never hashes)."""
     return KeyRecord(link, value, day, key_id, b"wrapped-" + link.encode(), "local://kek", 1, expires_at,
                      tuple(subjects), "")
 
@@ -104,7 +105,7 @@ def test_schema_is_created_on_first_use_with_the_indexes(store_uri):
         db = pg8000.native.Connection(**options)
         rows = db.run("SELECT indexdef FROM pg_indexes WHERE schemaname = :s", s=schema)
         index_columns = {tuple(c.strip() for c in r[0].rsplit("(", 1)[1].rstrip(")").split(",")) for r in rows}
-    assert {("key_link",), ("key_field_value", "day"), ("subject", "key_link"), ("expires_at",)} <= index_columns
+    assert {("key_link",), ("value_hash", "day"), ("subject_hash", "key_link"), ("expires_at",)} <= index_columns
 
 
 @pytest.fixture
@@ -138,21 +139,23 @@ def _writer(uri: str, kek_path: str, barrier, results, index: int) -> None:
     ring = KeyRing(_RaceAtInsert(open_key_store(uri), barrier), LocalKek(kek_path))
     keys, created = ring.keys_for({pair: {pair[0]} for pair in PAIRS})
     results.put((index, {pair: (link, key.encrypt("alice@example.com")) for pair, (link, key) in keys.items()},
-                 [r.key_link for r in created]))
+                 [r.key_link for r in created], kek_path))
 
 
 def _check_one_key_per_pair(uri: str, results: list) -> None:
     store = open_key_store(uri)
-    stored = store.lookup(PAIRS)
+    ids = KeyRing(store, LocalKek(results[0][3])).ids
+    hashed = {(ids.value_hash(value), day): (value, day) for value, day in PAIRS}
+    stored = {hashed[pair]: record for pair, record in store.lookup(hashed).items()}
     assert len(stored) == len(PAIRS)
-    for _, keys, _ in results:  # every writer ended with the stored key: the losers adopted the winners'
+    for _, keys, _, _ in results:  # every writer ended with the stored key: the losers adopted the winners'
         assert {pair: link for pair, (link, _) in keys.items()} == {pair: r.key_link for pair, r in stored.items()}
-    ciphertexts = {pair: {keys[pair][1] for _, keys, _ in results} for pair in PAIRS}
+    ciphertexts = {pair: {keys[pair][1] for _, keys, _, _ in results} for pair in PAIRS}
     assert all(len(texts) == 1 for texts in ciphertexts.values())  # same value, same day -> same ciphertext
-    created = [link for _, _, links in results for link in links]
+    created = [link for _, _, links, _ in results for link in links]
     assert sorted(created) == sorted(r.key_link for r in stored.values())  # each key created exactly once
-    assert len({owner for owner, _, links in results if links}) >= 1
-    assert store.subjects() == sorted((f"user-{i}", 2) for i in range(150))  # no subject row from a losing key
+    assert len({owner for owner, _, links, _ in results if links}) >= 1
+    assert store.subjects() == sorted((ids.subject_hash(f"user-{i}"), 2) for i in range(150))  # no losing key
 
 
 def test_concurrent_threads_end_with_one_key_per_value_and_day(store_uri, kek_path):
@@ -170,7 +173,7 @@ def test_concurrent_threads_end_with_one_key_per_value_and_day(store_uri, kek_pa
     collected = [results.get_nowait() for _ in range(writers)]
     _check_one_key_per_pair(store_uri, collected)
     # all six generated a key for every pair and raced to insert it: five lost every pair or split them
-    assert sum(len(links) for _, _, links in collected) == len(PAIRS)
+    assert sum(len(links) for _, _, links, _ in collected) == len(PAIRS)
 
 
 def test_concurrent_processes_end_with_one_key_per_value_and_day(store_uri, kek_path):

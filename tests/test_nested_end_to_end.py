@@ -30,7 +30,7 @@ input:
   consent: {{field: consent}}
 streams:
   - {{granular: [1]}}
-  - {{name: everything, granular: [1, 2], mask: ["addresses/number"], mask_seed: 5}}
+  - {{name: everything, granular: [1, 2], mask: ["addresses/number"]}}
 """)
     data = tmp_path / "input.jsonl"
     data.write_text("\n".join(json.dumps({k: v for k, v in e.items() if k != "consent"} | {"consent": e["consent"]})

@@ -14,6 +14,7 @@ from cli.jsonl_files import read_jsonl
 from cli.main import main as pstream
 from privacy.kek import LocalKek
 from privacy.keystore import open_key_store
+from privacy.lookup import lookup_key
 from pipeline_runs import read_csv, run_pipeline, webshop_csv, write_rows
 from store_backends import store_uri  # noqa: F401  (fixture: sqlite and postgresql)
 
@@ -60,14 +61,17 @@ def test_two_runs_share_keys_the_same_day_and_not_the_next(tmp_path, store_uri, 
     assert two["5"]["email"] != one["1"]["email"]  # same value, another user: another key
     assert keys_created(first_out) == 2
     assert keys_created(second_out) == 2  # (111111, 03-02) and (333333, 03-01); (111111, 03-01) was reused
-    stored = open_key_store(store_uri).lookup([("111111", "2024-03-01"), ("111111", "2024-03-02")])
+    store = open_key_store(store_uri)
+    ids = lookup_key(store, LocalKek(tmp_path / "kek.json"))
+    stored = store.lookup([(ids.value_hash("111111"), "2024-03-01"), (ids.value_hash("111111"), "2024-03-02")])
     assert len(stored) == 2
 
     # the subject commands work on the shared store, whichever backend it is
-    assert pstream(["subjects", "forget", "111111", "--key_store", store_uri, "--output", str(tmp_path / "run2")]) == 0
+    assert pstream(["subjects", "forget", "111111", "--key_store", store_uri, "--kek", kek,
+                    "--output", str(tmp_path / "run2")]) == 0
     assert capsys.readouterr().out.strip() == "deleted 2 keys"
     assert not (tmp_path / "run2" / "keys").exists() or all(
-        row["keyFieldValue"] != "111111" for _, _, row in read_jsonl([str(tmp_path / "run2" / "keys")]))
+        row["keyFieldHash"] != ids.value_hash("111111") for _, _, row in read_jsonl([str(tmp_path / "run2" / "keys")]))
     assert pstream(["subjects", "export", "222222", "--key_store", store_uri, "--kek", kek,
                     "--output", str(tmp_path / "run1")]) == 0
     report = json.loads(capsys.readouterr().out)

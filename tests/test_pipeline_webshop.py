@@ -21,7 +21,9 @@ from contracts.events import coerce_row
 from pipelines.config import load_config
 from privacy.daead import key_id_of
 from privacy.keyring import utc_day
-from privacy.streams import mask_value
+from privacy.kek import LocalKek
+from privacy.keystore import open_key_store
+from privacy.masking import hmac_mask
 
 PII = ("userId", "email", "fullName", "phoneNumber", "address")
 
@@ -114,9 +116,11 @@ def test_privacy_streams_hold_exactly_the_consented_events_with_exactly_the_perm
     stream_two = {row_key(e): e for e in events(root, f"streams/{two.name}")}
     assert stream_one.keys() == expected_one.keys() and len(stream_one) == len(events(root, f"streams/{one.name}"))
     assert stream_two.keys() == expected_two.keys()
+    mask_key = open_key_store(root / "out" / "keystore.sqlite").store_key(f"mask/{one.name}",
+                                                                           LocalKek(root / "out" / "kek.json"))
     for key, event in stream_one.items():
         source = expected_one[key]
-        assert event["userId"] == mask_value(source["userId"], one.mask_seed)  # level 1: decrypted, then masked
+        assert event["userId"] == hmac_mask(source["userId"], mask_key)  # level 1: decrypted, then masked (keyed)
         for field in ("email", "fullName", "phoneNumber", "address"):  # level 2: still encrypted
             assert event[field] != source[field] and key_id_of(event[field]) is not None
         assert event["age"] == source["age"] and event["tshirtSize"] == source["tshirtSize"]

@@ -130,7 +130,7 @@ def test_athena_ddl_parses_and_matches_the_notebook(dialect):
     assert isinstance(tree, exp.Create) and tree.args.get("exists")
     assert "ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'" in ddl
     assert "LOCATION 's3://bucket/path/to/data/'" in ddl
-    assert ("`strmMeta` struct<eventContractRef:string,nonce:bigint,timestamp:bigint,keyLink:string,"
+    assert ("`strmMeta` struct<eventContractRef:string,nonce:int,timestamp:bigint,keyLink:string,"
             "billingId:string,consentLevels:array<int>>") in ddl
     for column, kind in NOTEBOOK_ATHENA_COLUMNS.items():
         assert f"`{column}` {kind}," in ddl or f"`{column}` {kind}\n" in ddl

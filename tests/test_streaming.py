@@ -36,32 +36,50 @@ from pipelines.streaming import main as streaming_main
 from pipelines.streaming import summarize
 from privacy.daead import DecryptError
 from privacy.keyring import KeyRing
+from privacy.masking import hmac_mask
 from stream_events import EVENTS, FILE, WEBSHOP, at, config_for, in_windows, message, run_streaming, shop_event
 
 
-def normalized(root: Path, folder: str) -> list[str]:
-    """An output's events with ciphertexts decrypted by the run's own keys and keyLinks resolved."""
+def normalized(root: Path, folder: str, users=None) -> list[str]:
+    """An output's events with ciphertexts decrypted by the run's own keys, keyLinks resolved and masked
+    ids named (each run's store has its own masking keys); ids are those of EVENTS (or ``users``)."""
     ring = KeyRing.shared(f"sqlite://{root / 'keys.sqlite'}", f"local://{root / 'kek.json'}")
     pii = list(load_contract(WEBSHOP).pii)
+    masked = {}
+    if folder.startswith("streams/"):
+        key = ring.masking_key(folder.split("/")[1])
+        masked = {hmac_mask(u, key): f"masked {u}" for u in set(known_ids(ring, users).values())}
     rows = []
     for _, _, event in read_jsonl([str(root / "out" / folder)]):
         meta = event.get("strmMeta")
         if meta and meta.get("keyLink"):
             record = ring.store.by_links([meta["keyLink"]])[meta["keyLink"]]
             key = ring.key_for_link(meta["keyLink"])
-            event = {**event, "strmMeta": {**meta, "keyLink": [record.key_field_value, record.day]}}
+            event = {**event, "strmMeta": {**meta, "keyLink": [known_ids(ring, users)[record.value_hash], record.day]}}
             for path in pii:
                 try:
                     event[path] = key.decrypt(event[path])
                 except (DecryptError, ValueError, TypeError):
                     pass  # masked or already plaintext
+            if event.get("userId") in masked:
+                event["userId"] = masked[event["userId"]]
         rows.append(json.dumps(event, sort_keys=True))
     return sorted(rows)
 
 
-def key_pairs(root: Path) -> list[tuple]:
-    """The distinct keys in keys/ (a key may have more than one row: one per writer that first used it)."""
-    return sorted({(k["keyFieldValue"], k["day"], tuple(k["dataSubjects"]))
+def known_ids(ring, users=None) -> dict[str, str]:
+    """{hash: id} for the user ids of EVENTS (or ``users``), as value and as subject hashes under the
+    ring's look-up key (each run's store has its own look-up key, so runs compare ids, not hashes)."""
+    if users is None:
+        users = {e.get("userId") for e in EVENTS if isinstance(e, dict) and isinstance(e.get("userId"), str)}
+    return {h: u for u in users for h in (ring.ids.value_hash(u), ring.ids.subject_hash(u))}
+
+
+def key_pairs(root: Path, users=None) -> list[tuple]:
+    """The distinct keys in keys/ (a key may have more than one row: one per writer that first used it),
+    as (user id, day, subject ids) for the user ids of EVENTS (or ``users``)."""
+    ids = known_ids(KeyRing.shared(f"sqlite://{root / 'keys.sqlite'}", f"local://{root / 'kek.json'}"), users)
+    return sorted({(ids[k["keyFieldHash"]], k["day"], tuple(sorted(ids[h] for h in k["dataSubjectHashes"])))
                    for _, _, k in read_jsonl([str(root / "out" / "keys")])})
 
 
@@ -232,7 +250,7 @@ def test_when_the_first_event_of_a_customer_day_is_too_late_keys_still_decrypt_e
     out = run_streaming(tmp_path, stream)
     assert transaction_ids(out, "encrypted") == ["2", "3", "4"]
     assert [position_of(row) for row in dead_letter_rows(out)] == ["m:1"]
-    assert key_pairs(tmp_path) == [("u1", "2024-03-10", ("u1",)), ("u3", "2024-03-10", ("u3",))]
+    assert key_pairs(tmp_path, {"u1", "u2", "u3"}) == [("u1", "2024-03-10", ("u1",)), ("u3", "2024-03-10", ("u3",))]
     keys_csv, decrypted = tmp_path / "keys.csv", tmp_path / "decrypted.jsonl"
     assert pstream(["keys", "export", str(out / "keys"), "--kek", f"local://{tmp_path / 'kek.json'}",
                     "-o", str(keys_csv)]) == 0
@@ -386,7 +404,9 @@ def test_the_adversarial_day(tmp_path):
     assert summary["streams/webshop-1/"][1] == 6 and summary["streams/webshop-2/"][1] == 4
     assert summary["keys/"][0] >= 6 and summary["dead_letter/"] == (11, None)
     # keys: one per (customer, UTC day), new at midnight; c3's first event of 03-10 was too late
-    assert key_pairs(stream_root) == [(c, d, (c,)) for c in ("c1", "c2", "c3") for d in ("2024-03-09", "2024-03-10")]
+    customers = {"c1", "c2", "c3"}
+    assert key_pairs(stream_root, customers) == [(c, d, (c,)) for c in sorted(customers)
+                                                 for d in ("2024-03-09", "2024-03-10")]
     links = {}
     for _, _, e in read_jsonl([str(out / "encrypted")]):
         links.setdefault((e["userId"][:8], e["strmMeta"]["timestamp"] >= at("2024-03-10 00:00:00")), set()).add(
@@ -409,5 +429,5 @@ def test_the_adversarial_day(tmp_path):
     with TestPipeline(runner="FnApiRunner") as p:
         build_batch_graph(p, batch_config)
     for folder in ALL_OUTPUTS:
-        assert normalized(stream_root, folder) == normalized(batch_root, folder), folder
-    assert key_pairs(stream_root) == key_pairs(batch_root)
+        assert normalized(stream_root, folder, customers) == normalized(batch_root, folder, customers), folder
+    assert key_pairs(stream_root, customers) == key_pairs(batch_root, customers)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pipelines.config import PipelineConfig
 from pipelines.graph import ENCRYPTED, privacy_graph
 from privacy.daead import key_id_of
-from privacy.streams import CUMULATIVE, StreamSpec, mask_value
+from privacy.streams import CUMULATIVE, StreamSpec
 from tests.conftest import SIMULATOR
 
 LEVELS = st.lists(st.integers(0, 6), max_size=6, unique=True)
@@ -43,14 +43,6 @@ def test_stream_spec_checks():
         StreamSpec.granular("x", [1], masked_fields=["strmMeta"])
     with pytest.raises(ValueError, match="lowercase"):
         StreamSpec.granular("Bad Name", [1])
-
-
-def test_mask_is_murmur3_hex_and_depends_on_the_seed():
-    assert mask_value("unique-37", 1) == mask_value("unique-37", 1)
-    assert mask_value("unique-37", 1) != mask_value("unique-37", 2)
-    assert len(mask_value("x", 0)) == 32 and mask_value("x", 0) == mask_value("x", 0).lower()
-    import mmh3
-    assert int(mask_value("abc", 42), 16) == mmh3.hash128(b"abc", 42, signed=False)
 
 
 def notebook_event(consent, n=37):

@@ -16,19 +16,15 @@ from privacy.kek import LocalKek
 from privacy.keyring import DAY_MS, day_start_ms
 from privacy.keyset import key_proto
 from privacy.keystore import open_key_store
-from pipeline_runs import copy_run, read_csv, webshop_run
+from privacy.lookup import lookup_key
+from pipeline_runs import copy_run, read_csv
 
 PII = ("userId", "email", "fullName", "phoneNumber", "address")
 
 
-@pytest.fixture(scope="module")
-def shared_run(tmp_path_factory):
-    return webshop_run(tmp_path_factory.mktemp("subjects_run"))
-
-
 @pytest.fixture
-def run(shared_run, tmp_path):
-    return copy_run(shared_run, tmp_path)
+def run(subjects_run, tmp_path):
+    return copy_run(subjects_run, tmp_path)
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -48,11 +44,20 @@ def user_days(run: Path) -> dict[str, set[str]]:
     return days
 
 
+def ids_of(run: Path):
+    return lookup_key(open_key_store(run / "out" / "keystore.sqlite"), LocalKek(run / "out" / "kek.json"))
+
+
 def test_list_and_keylinks_follow_the_input(run, capsys):
     out_dir = str(run / "out")
+    ids = ids_of(run)
     code, out, _ = cli(capsys, "subjects", "list", "--output", out_dir)
     assert code == 0
-    listed = dict(line.split("\t") for line in out.splitlines())
+    hashed = dict(line.split("\t") for line in out.splitlines())  # the store knows hashes only
+    assert {h: int(count) for h, count in hashed.items()} == {ids.subject_hash(u): len(d) for u, d in user_days(run).items()}
+    code, out, err = cli(capsys, "subjects", "list", "--ids", "--output", out_dir)
+    assert code == 0 and f"({len(hashed)} ids recovered from 1 encrypted files)" in err
+    listed = {line.split("\t")[2]: line.split("\t")[1] for line in out.splitlines()}  # ids read back from encrypted/
     assert {user: int(count) for user, count in listed.items()} == {u: len(d) for u, d in user_days(run).items()}
 
     user = sorted(listed)[3]
@@ -61,6 +66,8 @@ def test_list_and_keylinks_follow_the_input(run, capsys):
     inputs = {row["transactionId"] for row in read_csv(run / "in.csv") if row["userId"] == user}
     theirs = {e["strmMeta"]["keyLink"] for e in rows(run / "out" / "encrypted") if e["transactionId"] in inputs}
     assert links == theirs and len(links) == len(user_days(run)[user])
+    code, out, _ = cli(capsys, "subjects", "keylinks", ids.subject_hash(user), "--hashed", "--output", out_dir)
+    assert {line.split("\t")[0] for line in out.splitlines()} == theirs
 
 
 def test_forget_deletes_keys_and_every_exported_copy_and_prints_the_count(run, capsys):
@@ -85,7 +92,7 @@ def test_forget_deletes_keys_and_every_exported_copy_and_prints_the_count(run, c
     assert code == 0
     assert out.strip() == f"deleted {len(their_links)} keys"  # (c) the count printed = keys removed
     store = open_key_store(out_dir / "keystore.sqlite")
-    assert store.by_links(their_links) == {} and store.keys_of_subjects([forgotten]) == []
+    assert store.by_links(their_links) == {} and store.keys_of_subjects([ids_of(run).subject_hash(forgotten)]) == []
     assert sum(count for _, count in store.subjects()) == len(keys_before) - len(their_links)
     # wrapped key rows, decrypted stream rows and plaintext key exports of the subject are gone; nothing else
     assert [r for r in rows(out_dir / "keys")] == [r for r in keys_before if r["keyLink"] not in their_links]
@@ -93,7 +100,7 @@ def test_forget_deletes_keys_and_every_exported_copy_and_prints_the_count(run, c
     export_links = [line.split(",", 1)[0] for line in (out_dir / "keys.csv").read_text().splitlines()[1:]]
     assert len(export_links) == len(keys_before) - len(their_links) and not set(export_links) & their_links
     assert {p: p.read_bytes() for p in (out_dir / "encrypted").rglob("*.jsonl")} == encrypted_before
-    assert "keys 0" not in err and "streams 0" not in err
+    assert f"removed key rows {len(their_links)}, event rows " in err and "event rows 0" not in err
 
     # (a) the access request finds nothing decryptable for them, and everything for others
     code, out, _ = cli(capsys, "subjects", "export", forgotten, "--output", str(out_dir))
@@ -169,8 +176,12 @@ def test_policies_commands(run, capsys):
 
 
 def test_bad_subject_ids_and_missing_stores_are_refused(run, capsys, tmp_path):
-    code, _, err = cli(capsys, "subjects", "forget", "abc", "--output", str(run / "out"))
-    assert code == 2 and "4-100 printable" in err
+    code, _, err = cli(capsys, "subjects", "forget", "", "--output", str(run / "out"))
+    assert code == 2 and "must not be empty" in err
+    code, _, err = cli(capsys, "subjects", "forget", "y" * 1001, "--output", str(run / "out"))
+    assert code == 2 and "at most 1000" in err and "yyyy" not in err
+    code, _, err = cli(capsys, "subjects", "keylinks", "not-a-hash", "--hashed", "--output", str(run / "out"))
+    assert code == 2 and "64 lowercase hex" in err
     code, _, err = cli(capsys, "subjects", "list", "--output", str(tmp_path / "nowhere"))
     assert code == 2 and "no key store" in err
     assert not (tmp_path / "nowhere").exists()  # no empty store was created by the typo
@@ -195,7 +206,7 @@ def test_access_report_skips_events_of_another_subject_under_a_shared_key(simula
 
     plan = FieldPlan(simulator_contract)
     key = SivKey.generate()
-    record = KeyRecord("link-1", "session-1", "2024-03-01", key.key_id, b"w", "local://k", 0, 1, ("a-subject",), "")
+    record = KeyRecord("link-1", "h(session-1)", "2024-03-01", key.key_id, b"w", "local://k", 0, 1, ("h(a-subject)",), "")
     events = [plan.encrypt({"strmMeta": {"eventContractRef": simulator_contract.ref, "keyLink": "link-1", "timestamp": t},
                             simulator_contract.data_subject_field: subject, "uniqueIdentifier": "u",
                             "someSensitiveValue": "s", "notSensitiveValue": "n"}, key)

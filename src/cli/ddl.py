@@ -14,12 +14,10 @@ from __future__ import annotations
 import sys
 
 from contracts import Contract, ContractError, load_contract
+from contracts import strm_meta
 from contracts.model import NODE, Node
 
-STRM_META = (
-    Node("eventContractRef", "STRING"), Node("nonce", "LONG"), Node("timestamp", "LONG"),
-    Node("keyLink", "STRING"), Node("billingId", "STRING"), Node("consentLevels", "INTEGER", repeated=True),
-)
+STRM_META = tuple(field.node for field in strm_meta.STRM_META)
 DIALECTS = ("athena", "bigquery", "duckdb")
 
 _ATHENA = {"STRING": "string", "INTEGER": "int", "LONG": "bigint", "FLOAT": "double", "BOOLEAN": "boolean"}

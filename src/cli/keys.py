@@ -15,6 +15,7 @@ import sys
 import orjson
 
 from cli.jsonl_files import read_jsonl
+from cli import key_store
 from cli.policies import register_purge
 from contracts import ContractError, load_contract
 from privacy.daead import DecryptError
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     export.add_argument("--output", "-o", default="-", help="file to write: .csv (default format) or .jsonl; - for stdout")
     export.set_defaults(func=_export)
     register_purge(actions)  # pstream keys purge (cli/policies.py)
+    key_store.register(actions)  # pstream keys compact | migrate (cli/key_store.py)
 
     decrypt = subparsers.add_parser(
         "decrypt", help="decrypt the PII fields of encrypted JSONL events with exported keys",

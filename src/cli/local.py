@@ -1,7 +1,8 @@
 """``pstream local``: the workshop's real-time flow on one laptop: gateway + pipeline + exporters.
 
     pstream local                       # gateway on 127.0.0.1:8080, pipeline micro-batches every 2 s
-    pstream local --port 0 --ready-file /tmp/port --project_dir /tmp/demo
+    pstream local --port 0 --ready-file /tmp/port --project-dir /tmp/demo
+    pstream gateway --port 8080         # the gateway alone (python -m gateway)
 
 Then, in other shells: ``pstream simulate random-events demo``, ``pstream listen web-socket demo``,
 the Python driver, batch exporters. The gateway runs as a child process (``python -m gateway``)
@@ -9,75 +10,84 @@ and rolls its spool segments every ``--segment-seconds``; this process runs the 
 over each new closed segment (``controlplane.realtime.LocalLoop``) and the batch exporters. Ctrl-C
 stops both; nothing accepted is lost (the spool keeps every event, and unprocessed segments are
 picked up on the next start).
+
+Both commands take the gateway's flags from ``gateway.settings`` (declared once, there); a busy
+port is reported in one line before anything else starts (no exporter is probed, no pipeline run).
 """
 from __future__ import annotations
 
-import logging
+import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cli.project_args import add_project_arg
-from controlplane.project import default_project_dir
-from controlplane.realtime import LocalLoop
+from gateway.settings import GatewaySettings
 
 
 def register(subparsers) -> None:
     local = subparsers.add_parser("local", help="run gateway, pipeline and exporters together on this machine",
                                   description=__doc__.split("\n\n")[0])
-    add_project_arg(local)
-    local.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
-    local.add_argument("--port", type=int, default=8080, help="gateway port; 0 picks a free one (default %(default)s)")
-    local.add_argument("--batch-seconds", dest="batch_seconds", type=float, default=2.0,
+    GatewaySettings.add_arguments(local, "gateway")
+    local.set_defaults(segment_seconds=1.0)   # micro-batches: segments close every second
+    local.add_argument("--batch-seconds", type=float, default=2.0,
                        help="seconds between pipeline passes (default %(default)s)")
-    local.add_argument("--segment-seconds", dest="segment_seconds", type=float, default=1.0,
-                       help="the gateway closes spool segments this often (default %(default)s)")
-    local.add_argument("--token-ttl", dest="token_ttl", type=int, default=3600, help="token lifetime in seconds")
-    local.add_argument("--ready-file", dest="ready_file", default=None, help="write the gateway port here when up")
     local.add_argument("--duration", type=float, default=None, help="stop after this many seconds (for scripts)")
     local.set_defaults(func=_run)
 
-    gateway = subparsers.add_parser("gateway", help="run only the event gateway (python -m gateway)")
-    add_project_arg(gateway)
-    gateway.add_argument("--host", default="127.0.0.1", help="address (default %(default)s)")
-    gateway.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default %(default)s)")
-    gateway.add_argument("--segment-seconds", dest="segment_seconds", type=float, default=60.0,
-                         help="roll spool segments this often (default %(default)s)")
-    gateway.add_argument("--token-ttl", dest="token_ttl", type=int, default=3600, help="token lifetime in seconds")
-    gateway.add_argument("--ready-file", dest="ready_file", default=None, help="write the port here when up")
-    gateway.add_argument("--publish", default=None,
-                         help="pubsub://projects/PROJECT/topics/TOPIC or kafka://HOST:PORT/TOPIC instead of the "
-                              "local spool (see python -m gateway --help)")
+    gateway = subparsers.add_parser("gateway", help="run only the event gateway (python -m gateway)",
+                                    description="Run the event gateway (the same as python -m gateway).")
+    GatewaySettings.add_arguments(gateway)
     gateway.set_defaults(func=_gateway)
 
 
-def _gateway(args) -> int:
-    from gateway.server import main
+def _gateway(args: argparse.Namespace) -> int:
+    import logging
 
-    argv = ["--host", args.host, "--port", str(args.port), "--segment_max_age", str(args.segment_seconds),
-            "--token_ttl", str(args.token_ttl)]
-    if args.project_dir:
-        argv += ["--project_dir", args.project_dir]
-    if args.ready_file:
-        argv += ["--ready_file", args.ready_file]
-    if args.publish:
-        argv += ["--publish", args.publish]
-    return main(argv)
+    from gateway.server import run
+
+    settings = GatewaySettings.from_args(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return run(settings, prog="pstream gateway")
 
 
-def _run(args) -> int:
+def _port_is_free(settings: GatewaySettings) -> str | None:
+    """None, or the one-line reason the gateway could not listen (checked before anything starts)."""
+    from gateway.server import PortError, bind
+
+    if settings.port == 0:
+        return None
+    try:
+        bind(settings.host, settings.port).close()
+    except PortError as exc:
+        return str(exc)
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    settings = GatewaySettings.from_args(args)
+    try:
+        settings.check()
+    except ValueError as exc:
+        print(f"pstream local: error: {exc}", file=sys.stderr)
+        return 2
+    busy = _port_is_free(settings)
+    if busy:
+        print(f"pstream local: error: {busy}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    project_dir = Path(args.project_dir or default_project_dir())
+    from controlplane.realtime import LocalLoop
+
+    project_dir = Path(settings.project_dir)
     project_dir.mkdir(parents=True, exist_ok=True)
-    ready = args.ready_file or str(project_dir / ".gateway-port")
+    ready = settings.ready_file or str(project_dir / ".gateway-port")
     if os.path.exists(ready):
         os.unlink(ready)
-    command = [sys.executable, "-m", "gateway", "--project_dir", str(project_dir), "--host", args.host,
-               "--port", str(args.port), "--segment_max_age", str(args.segment_seconds),
-               "--token_ttl", str(args.token_ttl), "--ready_file", ready]
+    command = [sys.executable, "-m", "gateway", *settings.to_argv(ready_file=ready, project_dir=str(project_dir))]
     gateway = subprocess.Popen(command)
     stop = {"now": False}
 
@@ -90,12 +100,12 @@ def _run(args) -> int:
     started = time.monotonic()
     try:
         while not os.path.exists(ready):
-            if gateway.poll() is not None:
+            if gateway.poll() is not None:   # it said why on stderr; nothing else was started
                 print("pstream local: the gateway did not start", file=sys.stderr)
                 return 1
             time.sleep(0.05)
         port = Path(ready).read_text().strip()
-        print(f"pstream local: gateway on http://{args.host}:{port}, project {project_dir}; Ctrl-C stops",
+        print(f"pstream local: gateway on http://{settings.host}:{port}, project {project_dir}; Ctrl-C stops",
               file=sys.stderr, flush=True)
         while not stop["now"]:
             if args.duration is not None and time.monotonic() - started >= args.duration:
@@ -108,15 +118,20 @@ def _run(args) -> int:
             except Exception as exc:  # keep serving; the segments stay unprocessed and are retried
                 print(f"pstream local: pipeline pass failed: {exc}", file=sys.stderr, flush=True)
             time.sleep(args.batch_seconds)
-    finally:
-        if gateway.poll() is None:
-            gateway.terminate()
-            try:
-                gateway.wait(10)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
+        _stop(gateway)
         try:
             loop.step()  # what the gateway closed on shutdown
         except Exception as exc:
             print(f"pstream local: final pipeline pass failed: {exc}", file=sys.stderr)
+    finally:
+        _stop(gateway)
     return 0
+
+
+def _stop(gateway: subprocess.Popen) -> None:
+    if gateway.poll() is None:
+        gateway.terminate()
+        try:
+            gateway.wait(10)
+        except subprocess.TimeoutExpired:
+            gateway.kill()

@@ -7,9 +7,10 @@
 
 A policy lives in the key store beside the keys; keys record its id (``policyId``) and their
 ``expiresAt`` (their day's start plus the policy's retention; 2556 days by default). ``keys
-purge`` deletes keys whose ``expiresAt`` is at or before now, then removes their rows from the
-output root's ``keys/`` and ``streams/`` files and from key-export files, as ``subjects forget``
-does.
+purge`` deletes keys whose ``expiresAt`` is at or before now, then removes every copy of them
+from the files under the output root (key rows, privacy-stream rows, key exports, temp files)
+and from --key_export files, as ``subjects forget`` does; --compact then rewrites the key store's
+files (PostgreSQL keeps deleted rows in them until then).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 from datetime import datetime, timezone
 
 from cli.export_files import scrub_output
+from cli.key_store import report_residue, store_files
 from cli.store_options import add_store_options, local_output, open_store
 from privacy.keyring import DEFAULT_RETENTION_DAYS
 from privacy.keystore import KeyStoreError
@@ -50,6 +52,8 @@ def register_purge(key_actions) -> None:
                        help="the moment to purge at: ISO date/time (UTC unless it says) or epoch ms; default now")
     purge.add_argument("--key_export", action="append", default=[], metavar="FILE",
                        help="a key-export file to remove the purged keys from; repeatable")
+    purge.add_argument("--compact", action="store_true",
+                       help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
     add_store_options(purge)
     purge.set_defaults(func=_purge)
 
@@ -92,11 +96,19 @@ def _list(args) -> int:
 def _purge(args) -> int:
     try:
         now_ms = parse_moment(args.now)
-        deleted = open_store(args).purge_expired(now_ms)
+        store = open_store(args)
+        deleted = store.purge_expired(now_ms)
     except (KeyStoreError, ValueError) as exc:
         print(f"pstream keys purge: {exc}", file=sys.stderr)
         return 2
-    removed = scrub_output(local_output(args), set(deleted), extra=args.key_export)
+    report = scrub_output(local_output(args), set(deleted), extra=args.key_export, skip=store_files(store))
+    if args.compact:
+        store.compact()
     print(f"purged {len(deleted)} expired keys")
-    print("removed rows: " + ", ".join(f"{kind} {count}" for kind, count in removed.items()), file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    report_residue(store, "keys purge")
+    if report.left:
+        print(f"pstream keys purge: INCOMPLETE: {len(report.left)} files under the output still hold purged keys "
+              "in a form purge cannot rewrite:\n  " + "\n  ".join(report.left), file=sys.stderr)
+        return 1
     return 0

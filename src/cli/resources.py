@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 from cli import schema_code
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
+from privacy.masking import DEFAULT_MASK_HASH, MASK_HASHES
 
 _CREDENTIALS = [("--credentials-file", "file holding the credentials (kept by reference, never copied)"),
                 ("--credentials-env", "environment variable holding the credentials")]
@@ -88,8 +89,12 @@ def register(subparsers) -> None:
     mode.add_argument("--consent-type", dest="mode", type=str.upper, choices=["CUMULATIVE", "GRANULAR"],
                       help="the same as --cumulative / --granular")
     stream.add_argument("--masked-fields", dest="masked_fields", default="",
-                        help="fields replaced by a MurmurHash3 of their value, comma separated")
-    stream.add_argument("--mask-seed", dest="mask_seed", type=int, default=None, help="seed of the mask hash")
+                        help="fields replaced by a keyed hash of their value (HMAC-SHA-256 under the stream's "
+                        "masking key), comma separated")
+    stream.add_argument("--mask-hash", dest="mask_hash", choices=MASK_HASHES, default=DEFAULT_MASK_HASH,
+                        help="the masking hash: %(default)s (default, keyed) or murmur3 (the reference's, unkeyed)")
+    stream.add_argument("--mask-seed", dest="mask_seed", type=int, default=None,
+                        help="seed of murmur3 masking (random when not given)")
     stream.add_argument("--description", default="", help="free text")
     add_project_arg(stream)
     stream.set_defaults(func=_create_stream)
@@ -174,7 +179,8 @@ def privacy_stream_view(stream) -> dict:
         "linkedStream": stream.source,
         "consentLevelType": stream.mode,
         "consentLevels": stream.levels,
-        "maskedFields": {"fieldPatterns": stream.masked_fields} if stream.masked_fields else None,
+        "maskedFields": {"fieldPatterns": stream.masked_fields, "hash": stream.mask_hash} if stream.masked_fields
+        else None,
         "createdAt": stream.created_at,
     }
 
@@ -234,7 +240,7 @@ def _create_stream(args) -> int:
         if args.derived_from:
             stream = project.create_privacy_stream(
                 args.name, args.derived_from, args.mode or "GRANULAR", _levels(args.levels),
-                [f for f in args.masked_fields.split(",") if f], args.mask_seed)
+                [f for f in args.masked_fields.split(",") if f], args.mask_seed, args.mask_hash)
             view = privacy_stream_view(stream)
         else:
             if not args.name:

@@ -59,6 +59,7 @@ import json
 
 from contracts.events import coerce_value
 from contracts.model import Node
+from contracts.strm_meta import STRM_META
 
 
 def _node(spec: dict) -> Node:
@@ -124,14 +125,7 @@ class StrmMeta(_Record):
     """Event metadata: eventContractRef and consentLevels are set by the sender; the gateway sets
     nonce and timestamp, the pipeline keyLink."""
 
-    _FIELDS = {{
-        "eventContractRef": Node("eventContractRef", "STRING", required=True),
-        "nonce": Node("nonce", "INTEGER"),
-        "timestamp": Node("timestamp", "LONG"),
-        "keyLink": Node("keyLink", "STRING"),
-        "billingId": Node("billingId", "STRING"),
-        "consentLevels": Node("consentLevels", "INTEGER", repeated=True),
-    }}
+    _FIELDS = {{field.name: field.node for field in STRM_META}}
     _PATH = "strmMeta/"
 
     def __init__(self, **values):

@@ -27,14 +27,14 @@ def add_store_options(parser, kek: bool = False) -> None:
                             help="KEK URI (local://path, aws-kms://..., gcp-kms://...); default local://<output>/kek.json")
 
 
-def open_store(args):
+def open_store(args, migrating: bool = False):
     uri = args.key_store
     if not uri:
         path = os.path.join(args.output, "keystore.sqlite")
         if "://" in args.output or not os.path.exists(path):
             raise KeyStoreError(f"no key store at {path}: give --output (the run's output root) or --key_store")
         uri = "sqlite://" + os.path.abspath(path)
-    return open_key_store(uri)
+    return open_key_store(uri, migrating)
 
 
 def open_kek(args):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from contracts.model import NODE, Contract, Node
+from contracts.strm_meta import STRM_META
 
 AVRO_TYPES = {"STRING": "string", "BOOLEAN": "boolean", "FLOAT": "double", "INTEGER": "int", "LONG": "long"}
 
@@ -26,18 +27,17 @@ def namespace(contract: Contract) -> str:
 
 
 def strm_meta_schema() -> dict:
-    return {
-        "type": "record",
-        "name": "StrmMeta",
-        "fields": [
-            {"name": "eventContractRef", "type": "string"},
-            {"name": "nonce", "type": ["null", "int"], "default": None},
-            {"name": "timestamp", "type": ["null", "long"], "default": None},
-            {"name": "keyLink", "type": ["null", "string"], "default": None},
-            {"name": "billingId", "type": ["null", "string"], "default": None},
-            {"name": "consentLevels", "type": {"type": "array", "items": "int"}, "default": []},
-        ],
-    }
+    """The ``StrmMeta`` record, from strmMeta's one definition (``contracts.strm_meta``)."""
+    fields = []
+    for meta in STRM_META:
+        avro_type = AVRO_TYPES[meta.type]
+        if meta.repeated:
+            fields.append({"name": meta.name, "type": {"type": "array", "items": avro_type}, "default": []})
+        elif meta.required:
+            fields.append({"name": meta.name, "type": avro_type})
+        else:
+            fields.append({"name": meta.name, "type": ["null", avro_type], "default": None})
+    return {"type": "record", "name": "StrmMeta", "fields": fields}
 
 
 def _field(node: Node, path: str) -> dict:

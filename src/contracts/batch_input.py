@@ -19,7 +19,10 @@ Consent: without a map the field's value parses as ``1`` or ``[1, 2]``; with a m
 regex that matches the value in full gives the levels; nothing (or an empty value) gives the
 default levels. Timestamp formats are Java DateTimeFormatter style (``yyyy-MM-dd HH:mm:ss``),
 Python ``strptime`` style (anything with ``%``), ``iso`` (the default), ``epoch_millis`` or
-``epoch_seconds``. Without a timestamp field, every event gets the time of the run.
+``epoch_seconds``. Without a timestamp field, every event gets the time of the run. Any time
+from 0001-01-01 to 9999-12-31 (UTC) is an event time; anything else (``1e400`` seconds, a
+year-0 date after the time zone) is an ``EventError`` naming the timestamp field. Epoch numbers
+are numbers or ASCII digits (seconds may have decimals).
 """
 from __future__ import annotations
 
@@ -29,9 +32,13 @@ import re
 import time
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime
+from math import isfinite
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from contracts.events import EventError, RowCoercer
+import orjson
+
+from contracts.events import EventError, RowCoercer, parse_float, parse_int
+from contracts.strm_meta import INT32, TIMESTAMP_MS
 from contracts.model import Contract
 from contracts.regex import compile_regex
 
@@ -94,7 +101,7 @@ class ConsentConfig:
         value = row.get(self.field)
         if value is None or value == "":
             return list(self.default)
-        if (not self.mapping and value.__class__ is str and len(value) < 19 and value.isdigit() and value.isascii()
+        if (not self.mapping and value.__class__ is str and len(value) < 10 and value.isdigit() and value.isascii()
                 and (value[0] != "0" or len(value) == 1)):
             return [int(value)]  # one level, as json.loads would read it
         text = value if isinstance(value, str) else json.dumps(value)
@@ -104,9 +111,9 @@ class ConsentConfig:
                     return list(levels)
             return list(self.default)
         try:
-            parsed = json.loads(text) if isinstance(value, str) else value
+            parsed = orjson.loads(text) if isinstance(value, str) else value
             levels = parsed if isinstance(parsed, list) else [parsed]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in levels):
+            if not all(v.__class__ is int and 0 <= v <= INT32[1] for v in levels):
                 raise ValueError
             return levels
         except ValueError:
@@ -114,6 +121,7 @@ class ConsentConfig:
 
 
 _EPOCH = datetime(1970, 1, 1)
+_MISSING = object()
 # strptime formats whose full-width values (two-digit fields) fromisoformat reads the same way.
 _ISO_SHAPED = {
     "%Y-%m-%d %H:%M:%S": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"),
@@ -156,22 +164,41 @@ class TimestampConfig:
         if value is None or value == "":
             raise EventError(self.field, "is the timestamp field and is empty")
         try:
-            if self.format == "epoch_millis":
-                return int(value)
-            if self.format == "epoch_seconds":
-                return int(float(value) * 1000)
-            text = str(value)
-            if self._strptime is None or (self._fast is not None and self._fast.fullmatch(text)):
-                parsed = datetime.fromisoformat(text)  # the same result as strptime, 50 times faster
+            if self.format in ("epoch_millis", "epoch_seconds"):
+                millis = _epoch_millis(value, 1000 if self.format == "epoch_seconds" else 1)
             else:
-                parsed = datetime.strptime(text, self._strptime)
-        except (ValueError, TypeError):
+                millis = self._parse_text(value)
+        except (ValueError, TypeError, OverflowError):
             raise EventError(self.field, f"does not parse as a timestamp of format '{self.format}'") from None
+        if not TIMESTAMP_MS[0] <= millis <= TIMESTAMP_MS[1]:
+            raise EventError(self.field, "is the timestamp field and is not a time between the years 1 and 9999 (UTC)")
+        return millis
+
+    def _parse_text(self, value) -> int:
+        if value.__class__ is not str:
+            raise TypeError("not text")
+        if self._strptime is None or (self._fast is not None and self._fast.fullmatch(value)):
+            parsed = datetime.fromisoformat(value)  # the same result as strptime, 50 times faster
+        else:
+            parsed = datetime.strptime(value, self._strptime)
         if parsed.tzinfo is None:
             if self.timezone == "UTC":  # what .replace(tzinfo=UTC).timestamp() computes, without the zone
                 return int((parsed - _EPOCH).total_seconds() * 1000)
             parsed = parsed.replace(tzinfo=self._zone)
         return int(parsed.timestamp() * 1000)
+
+
+def _epoch_millis(value, scale: int) -> int:
+    """Epoch milliseconds from a number or its text (ASCII digits; seconds may have decimals)."""
+    if value.__class__ is str:
+        number = parse_int(value) if scale == 1 else parse_float(value)
+    elif value.__class__ in (int, float):
+        number = value
+    else:
+        raise TypeError("not a number")
+    if number.__class__ is float and not isfinite(number):
+        raise ValueError("not finite")
+    return int(number * scale)
 
 
 class BatchInput:
@@ -194,8 +221,8 @@ class BatchInput:
         self._coerce = RowCoercer(self.contract)
 
     def to_event(self, row: dict) -> dict:
-        meta = row.get("strmMeta")
-        if isinstance(meta, dict):
+        meta = row.get("strmMeta", _MISSING)
+        if meta.__class__ is dict:
             event = self._coerce({k: v for k, v in row.items() if k != "strmMeta"})
             meta = dict(meta)
             meta.setdefault("keyLink", None)
@@ -206,6 +233,8 @@ class BatchInput:
             if meta.get("timestamp") is None:
                 meta["timestamp"] = self.timestamp.timestamp_ms(row, self.now_ms)
             return {"strmMeta": meta, **event}
+        if meta is not _MISSING:  # a row with strmMeta that is not an object
+            raise EventError("strmMeta", "has the wrong type: expected an object (NODE)")
         meta = {
             "eventContractRef": self.contract.ref,
             "nonce": self._random.getrandbits(31),

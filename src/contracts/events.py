@@ -1,33 +1,60 @@
-"""Check events against a contract, and convert text rows (CSV) to the contract's types.
+"""THE event validator, and the conversion of text rows (CSV) to the contract's types.
 
     from contracts import load_contract
-    from contracts.events import EventValidator, EventError, coerce_row
+    from contracts.events import EventValidator, EventError, RowCoercer
 
     contract = load_contract("strmprivacy/PrivacyEngineeringWorkshop/1.0.0")
-    validator = EventValidator(contract)
-    event = coerce_row(contract, {"userId": "17", "items": "[1, 2]", ...})   # text -> types
-    coerce = RowCoercer(contract)                                         # the same, per contract
+    validator = EventValidator(contract)    # the contract's checks, compiled once
+    coerce = RowCoercer(contract)           # text -> types, per contract
     event = coerce({"userId": "17", "items": "[1, 2]", ...})
     try:
-        event = validator.check(event)          # may fill DEFAULT_VALUE fields
+        event = validator.check(event)      # the event (a copy if DEFAULT_VALUE fields were filled)
     except EventError as err:
-        err.reason                              # safe: never contains the value
-        err.gateway_message(contract.ref)       # the reference's HTTP 400 text (has the value)
+        err.reason                          # safe: names contract fields, never copies the input
+        err.gateway_message(contract.ref)   # the reference's HTTP 400 text
 
-An ``EventError`` keeps the offending value only for the gateway's 400 answer; dead letters and
-logs use ``reason``, which names the field and the problem and never copies data.
+One validator serves the gateway's hot path and every pipeline: ``check`` is compiled per
+contract into plain loops over tuples with exact-class tests (a valid event costs about a
+microsecond per field, measured in ``benchmarks/gateway.py``), so there is no separate "fast
+path" to keep in step with it. It is strict:
+
+- values are exactly the JSON types decoders produce (``str``, ``int``, ``float``, ``bool``,
+  ``list``, ``dict``); ``True`` is not an INTEGER;
+- INTEGER is 32-bit, LONG 64-bit; FLOAT is a finite number (NaN, Infinity and 1e400 are not),
+  an integer in a FLOAT field must fit 64 bits; STRING is valid Unicode (no lone surrogates);
+- ``strmMeta`` is checked against its one definition (``contracts.strm_meta``): no unknown
+  keys, types and ranges as declared, ``eventContractRef`` naming this contract;
+- fields and keys that are not in the contract are refused, reported by count and position
+  (never by name: names come from the input);
+- whatever ``check`` accepts can be written as JSON and read back unchanged (orjson).
+
+``EventError`` keeps the offending value only for the gateway's regex answer (the reference's
+400 text shows it); ``reason`` names the field and the problem and never copies data.
+
+Text conversion (``RowCoercer``, ``coerce_value``): integers are ASCII digits with an optional
+sign (Python's ``int`` would take '١٢٣' and '1_000'); floats are decimal literals (no 'nan',
+'inf'); repeated and NODE values parse as JSON, or as Python literals (single quotes).
 """
 from __future__ import annotations
 
 import ast
 import json
+import re
+from math import isfinite
+
+import orjson
 
 from contracts.model import NODE, Contract, Node
+from contracts.strm_meta import INT32, INT64, STRM_META, TIMESTAMP_MS, MetaField
 
-INT32 = (-(2**31), 2**31 - 1)
-INT64 = (-(2**63), 2**63 - 1)
-TIMESTAMP_MS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999 UTC
+__all__ = ["EventError", "EventValidator", "RowCoercer", "coerce_row", "coerce_value", "parse_int", "parse_float",
+           "INT32", "INT64", "TIMESTAMP_MS"]
+
+MAX_ID_CHARS = 1000  # key-field values and data-subject ids; `pstream subjects` takes the same ids
 _MISSING = object()
+_NO_DEFAULT = object()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BITS = {"INTEGER": "32-bit", "LONG": "64-bit"}
 
 
 class EventError(ValueError):
@@ -57,141 +84,292 @@ class EventError(ValueError):
         return f"Event with schema: '{ref}': {self.problem}"
 
 
-def _check_meta(meta) -> None:
-    if not isinstance(meta, dict):
-        raise EventError("strmMeta", "is missing or not an object")
-    if not isinstance(meta.get("eventContractRef"), str):
-        raise EventError("strmMeta/eventContractRef", "is missing")
-    levels = meta.get("consentLevels", [])
-    if not isinstance(levels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
-        raise EventError("strmMeta/consentLevels", "must be a list of integers")
-    for name in ("nonce", "timestamp"):
-        value = meta.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise EventError(f"strmMeta/{name}", "must be an integer")
-    stamp = meta.get("timestamp")
-    if stamp is not None and not TIMESTAMP_MS[0] <= stamp <= TIMESTAMP_MS[1]:
-        raise EventError("strmMeta/timestamp", "is not a time between the years 1 and 9999 (epoch milliseconds)")
+# ------------------------------------------------------------------ one field's values
+class _Rule:
+    """What one field's values must be: a type, a range, a shape. ``ok`` is the compiled test."""
+
+    def __init__(self, node_type: str, minimum=None, maximum=None, pattern: str | None = None,
+                 equals: str | None = None, range_text: str | None = None):
+        self.type = node_type
+        low, high = {"INTEGER": INT32, "LONG": INT64}.get(node_type, (None, None))
+        self.low = low if minimum is None else minimum
+        self.high = high if maximum is None else maximum
+        self.pattern = re.compile(pattern) if pattern else None
+        self.equals = equals
+        self.range_text = range_text
+        self.ok = self._compile()
+
+    def _compile(self):
+        kind, low, high, pattern, equals = self.type, self.low, self.high, self.pattern, self.equals
+        if kind == "STRING":
+            if equals is not None:
+                return lambda v: v == equals and v.__class__ is str
+            if pattern is not None:
+                match = pattern.fullmatch
+                return lambda v: v.__class__ is str and match(v) is not None
+            search = _SURROGATE.search
+            return lambda v: v.__class__ is str and (v.isascii() or search(v) is None)
+        if kind in ("INTEGER", "LONG"):
+            return lambda v: v.__class__ is int and low <= v <= high
+        if kind == "FLOAT":
+            low, high = INT64
+            return lambda v: (v.__class__ is float and isfinite(v)) or (v.__class__ is int and low <= v <= high)
+        if kind == "BOOLEAN":
+            return lambda v: v is True or v is False
+        return lambda v: v.__class__ is dict
+
+    def problem(self, value) -> str:
+        """Why ``value`` fails ``ok`` (called only when it does), without the value."""
+        kind = self.type
+        if kind == NODE:
+            return "has the wrong type: expected an object (NODE)"
+        if kind == "FLOAT" and value.__class__ in (float, int):
+            return "is not a finite number (FLOAT)" if value.__class__ is float else "is out of range for FLOAT"
+        expected = {"INTEGER": (int,), "LONG": (int,), "FLOAT": (float, int), "STRING": (str,),
+                    "BOOLEAN": (bool,)}[kind]
+        if value.__class__ not in expected:
+            return f"has the wrong type: expected {kind}"
+        if kind in ("INTEGER", "LONG"):
+            if self.range_text:
+                return self.range_text
+            if (self.low, self.high) == {"INTEGER": INT32, "LONG": INT64}[kind]:
+                return f"is out of range for {kind} ({_BITS[kind]})"
+            return f"is out of range ({self.low} .. {self.high})"
+        if self.equals is not None:
+            return f"names another contract than '{self.equals}'"
+        if self.pattern is not None:
+            return f"does not have the form '{self.pattern.pattern}'"
+        return "is not valid Unicode text (it holds a lone surrogate)"
 
 
-_TYPE_CHECKS = {
-    "STRING": lambda value: isinstance(value, str),
-    "BOOLEAN": lambda value: isinstance(value, bool),
-    "INTEGER": lambda value: isinstance(value, int) and not isinstance(value, bool) and INT32[0] <= value <= INT32[1],
-    "LONG": lambda value: isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1],
-    "FLOAT": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
-    NODE: lambda value: isinstance(value, dict),
-}
-
-
-def _type_check(node_type: str):
-    return _TYPE_CHECKS.get(node_type, _TYPE_CHECKS[NODE])
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 class _Level:
-    """The checks of one list of nodes, worked out once: known names, then one tuple per field."""
+    """The checks of one object (the event, strmMeta or a NODE value), worked out once.
 
-    def __init__(self, validator: "EventValidator", nodes: tuple[Node, ...], parent: str, top: bool):
-        self.known = frozenset(n.name for n in nodes) | ({"strmMeta"} if top else set())
+    ``specs`` maps each field name to (path, repeated, ok, children, regexes, rule), ``plain`` the
+    single scalar fields without regexes to their test alone; ``present`` lists the fields that
+    must have a value: (name, path, default). ``check`` looks at the fields that must be there,
+    then walks the keys the object has (usually few of strmMeta's): plain loops, dict look-ups
+    and exact-class tests, which is what keeps it fast.
+    """
+
+    def __init__(self, parent: str):
         self.parent = parent
-        self.fields = []
-        for node in nodes:
-            path = f"{parent}{node.name}"
-            nulls = validator._nulls.get(path)
-            children = _Level(validator, node.nodes, f"{path}/", False) if node.type == NODE else None
-            self.fields.append((node.name, path, node.repeated, node.required, nulls, _type_check(node.type),
-                                node.type, children, tuple(validator._regexes.get(path, ()))))
+        self.specs: dict[str, tuple] = {}
+        self.plain: dict = {}  # name -> ok, for single scalar values without regexes: the common case
+        self.present: list[tuple] = []
+        self.known: frozenset = frozenset()
+
+    def add(self, name: str, rule: _Rule, repeated: bool, required: bool, default=_NO_DEFAULT,
+            children: "_Level | None" = None, regexes: tuple = ()) -> None:
+        path = f"{self.parent}{name}"
+        self.specs[name] = (path, repeated, rule.ok, children, regexes, rule)
+        if not repeated and children is None and not regexes:
+            self.plain[name] = rule.ok
+        if required or default is not _NO_DEFAULT:
+            self.present.append((name, path, default))
+        self.known = frozenset(self.specs)
+
+    def unknown(self, record: dict) -> EventError:
+        """The error for keys that are not in the contract: how many, and where the first is."""
+        known = self.known
+        if self.parent:  # a NODE value or strmMeta: keys counted in the object's order
+            positions = [i for i, name in enumerate(record, 1) if name not in known]
+            where = "strmMeta" if self.parent == "strmMeta/" else "the contract"
+            return EventError(self.parent[:-1], f"has {_plural(len(positions), 'key')} that "
+                              f"{'is' if len(positions) == 1 else 'are'} not in {where} (the first is key {positions[0]})")
+        names = [name for name in record if name != "strmMeta"]  # CSV rows: field N is column N
+        positions = [i for i, name in enumerate(names, 1) if name not in known]
+        return EventError("", f"{_plural(len(positions), 'field')} {'is' if len(positions) == 1 else 'are'} not in "
+                          f"the contract (the first is field {positions[0]} of the event, not counting strmMeta)")
 
     def check(self, record: dict) -> dict:
-        known = self.known
-        for name in record:
-            if name not in known:
-                raise EventError(f"{self.parent}{name}", "is not in the contract")
+        if not self.known.issuperset(record):
+            raise self.unknown(record)
         out = None
-        for name, path, repeated, required, nulls, type_ok, node_type, children, regexes in self.fields:
-            value = record.get(name)
-            if value is None:
-                if nulls is not None and nulls.action == "DEFAULT_VALUE":
-                    out = out or dict(record)
-                    out[name] = value = nulls.default
-                elif nulls is not None or required:
+        for name, path, default in self.present:
+            if record.get(name) is None:
+                if default is _NO_DEFAULT:
                     raise EventError(path, "is required but missing")
-                if value is None:
-                    continue
+                if out is None:
+                    out = dict(record)
+                out[name] = default  # checked when the validator was built
+        specs, plain = self.specs, self.plain
+        for name, value in record.items():
+            if value is None:
+                continue
+            ok = plain.get(name)
+            if ok is not None:
+                if not ok(value):
+                    path, _, _, _, _, rule = specs[name]
+                    raise EventError(path, rule.problem(value))
+                continue
+            path, repeated, ok, children, regexes, rule = specs[name]
             if repeated:
-                if not isinstance(value, list):
+                if value.__class__ is not list:
                     raise EventError(path, "must be a list (the field is repeated)")
-                values = value
+                for item in value:
+                    if not ok(item):
+                        raise EventError(path, rule.problem(item))
+                if children is not None:
+                    checked = [children.check(item) for item in value]
+                    if any(c is not i for c, i in zip(checked, value)):
+                        if out is None:
+                            out = dict(record)
+                        out[name] = checked
             else:
-                values = (value,)
-            for item in values:
-                if not type_ok(item):
-                    raise EventError(path, f"has the wrong type: expected {node_type}")
-            if children is not None:
-                checked = [children.check(item) for item in values]
-                if any(c is not i for c, i in zip(checked, values)):
-                    out = out or dict(record)
-                    out[name] = checked if repeated else checked[0]
-            for validation in regexes:
-                for item in values:
-                    text = item if isinstance(item, str) else json.dumps(item)
-                    if validation.pattern.fullmatch(text) is None:
-                        raise EventError(path, f"doesn't match regex '{validation.regex}'", item, validation.regex)
-        return out if out is not None else record
+                if not ok(value):
+                    raise EventError(path, rule.problem(value))
+                if children is not None:
+                    checked = children.check(value)
+                    if checked is not value:
+                        if out is None:
+                            out = dict(record)
+                        out[name] = checked
+            if regexes:
+                for validation in regexes:
+                    fullmatch = validation.pattern.fullmatch
+                    for item in (value if repeated else (value,)):
+                        if fullmatch(item if item.__class__ is str else json.dumps(item)) is None:
+                            raise EventError(path, f"doesn't match regex '{validation.regex}'", item,
+                                             validation.regex)
+        return record if out is None else out
+
+    def only(self, name: str) -> "_Level":
+        """A level with just this field's checks (to check a contract's default value once)."""
+        level = _Level(self.parent)
+        level.specs = {name: self.specs[name]}
+        level.plain = {name: self.plain[name]} if name in self.plain else {}
+        level.known = frozenset(level.specs)
+        return level
+
+
+def _meta_rule(field: MetaField, ref: str) -> _Rule:
+    if field.name == "eventContractRef":
+        return _Rule("STRING", equals=ref)
+    range_text = None
+    if field.name == "timestamp":
+        range_text = "is not a time between the years 1 and 9999 (epoch milliseconds)"
+    return _Rule(field.type, field.minimum, field.maximum, field.pattern, range_text=range_text)
 
 
 class EventValidator:
-    """Checks events against one contract: types, required fields, key field, regexes.
+    """Checks events against one contract; see the module docstring.
 
-    ``check`` returns the event (with DEFAULT_VALUE fields filled in) or raises EventError.
-    The contract's checks are worked out once, in the constructor.
+    ``check`` returns the event (a copy with DEFAULT_VALUE fields filled in, if there are any
+    missing) or raises EventError. The contract's checks are compiled in the constructor.
     """
 
     def __init__(self, contract: Contract):
         self.contract = contract
-        self._regexes = {}
+        self._regexes: dict[str, list] = {}
         for validation in contract.validations:
             self._regexes.setdefault(validation.field, []).append(validation)
         self._nulls = {n.field: n for n in contract.null_handling}
         self._key_path = contract.key_field.split("/")
-        self._top = _Level(self, contract.nodes, "", top=True)
+        self._subject_path = contract.data_subject_field.split("/") if contract.data_subject_field else None
+        meta = _Level("strmMeta/")
+        for field in STRM_META:
+            meta.add(field.name, _meta_rule(field, contract.ref), field.repeated, field.required)
+        self._top = _Level("")
+        self._top.add("strmMeta", _Rule(NODE), False, True, children=meta)
+        self._add_nodes(self._top, contract.nodes)
+
+    def _add_nodes(self, level: _Level, nodes: tuple[Node, ...]) -> None:
+        for node in nodes:
+            path = f"{level.parent}{node.name}"
+            nulls = self._nulls.get(path)
+            default = nulls.default if nulls is not None and nulls.action == "DEFAULT_VALUE" else _NO_DEFAULT
+            children = None
+            if node.type == NODE:
+                children = _Level(f"{path}/")
+                self._add_nodes(children, node.nodes)
+            level.add(node.name, _Rule(node.type), node.repeated, node.required or nulls is not None, default,
+                      children, tuple(self._regexes.get(path, ())))
+            if default is not _NO_DEFAULT:
+                try:
+                    level.only(node.name).check({node.name: default})
+                except EventError as err:
+                    raise ValueError(f"contract {self.contract.ref}: the DEFAULT_VALUE of '{path}' does not fit "
+                                     f"the field: {err.problem}") from None
 
     def check(self, event: dict) -> dict:
-        if not isinstance(event, dict):
+        if event.__class__ is not dict:
             raise EventError("", "an event must be a JSON object")
-        _check_meta(event.get("strmMeta"))
         event = self._top.check(event)
         key = event
         for part in self._key_path:
-            key = key.get(part) if isinstance(key, dict) else None
-        if not isinstance(key, str) or not key.strip():
+            key = key.get(part) if key.__class__ is dict else None
+        if key.__class__ is not str or not key.strip():
             raise EventError(self.contract.key_field, "is the key field and must not be empty")
+        if len(key) > MAX_ID_CHARS:
+            raise EventError(self.contract.key_field, f"is the key field: at most {MAX_ID_CHARS} characters")
+        if self._subject_path:
+            subject = event
+            for part in self._subject_path:
+                subject = subject.get(part) if isinstance(subject, dict) else None
+            if isinstance(subject, str) and len(subject) > MAX_ID_CHARS:
+                raise EventError(self.contract.data_subject_field,
+                                 f"is the data subject field: at most {MAX_ID_CHARS} characters")
         return event
+
+
+# ------------------------------------------------------------------ text to types
+_INT_TEXT = re.compile(r"[-+]?[0-9]{1,30}")
+_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]{1,400}(?:\.[0-9]{0,400})?|\.[0-9]{1,400})(?:[eE][-+]?[0-9]{1,5})?")
+_MAX_LITERAL_CHARS = 100_000  # the Python-literal fallback parses at most this much text
+
+
+_BLANKS = " \t\r\n"
+
+
+def parse_int(text: str) -> int:
+    """An integer from ASCII digits with an optional sign (surrounding ASCII blanks ignored); ValueError else."""
+    text = text.strip(_BLANKS)
+    if (text.isdigit() and text.isascii() and len(text) <= 30) or _INT_TEXT.fullmatch(text):
+        return int(text)
+    raise ValueError("not an integer")
+
+
+def parse_float(text: str) -> float:
+    """A float from a decimal literal ('1.5', '-2e3'); ValueError for 'nan', 'inf', '1_0' and others."""
+    text = text.strip(_BLANKS)
+    if _FLOAT_TEXT.fullmatch(text):
+        return float(text)  # may be inf (1e400): the validator refuses non-finite FLOATs
+    raise ValueError("not a number")
 
 
 def _convert_scalar(node_type: str, text: str):
     if node_type == "STRING":
         return text
     if node_type in ("INTEGER", "LONG"):
-        return int(text.strip())
+        return parse_int(text)
     if node_type == "FLOAT":
-        return float(text.strip())
+        return parse_float(text)
     if node_type == "BOOLEAN":
         lowered = text.strip().lower()
         if lowered in ("true", "1", "yes"):
             return True
         if lowered in ("false", "0", "no"):
             return False
-        raise ValueError(text)
+        raise ValueError("not a boolean")
     raise ValueError(node_type)
 
 
 def _parse_structured(text: str):
     """A list or object from its text form: JSON, or Python's repr (single quotes)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        if len(text) > _MAX_LITERAL_CHARS:
+            raise ValueError("too long for a Python literal") from None
         return ast.literal_eval(text)
+
+
+_CONVERSION_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError)
 
 
 def coerce_value(node: Node, value, path: str):
@@ -209,7 +387,7 @@ def coerce_value(node: Node, value, path: str):
         return _convert_scalar(node.type, value) if isinstance(value, str) else value
     except EventError:
         raise
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except _CONVERSION_ERRORS:
         kind = f"a list of {node.type}" if node.repeated else node.type
         raise EventError(path, f"cannot be converted to {kind}") from None
 
@@ -221,7 +399,7 @@ def _coerce_item(node: Node, item, path: str):
         return {k: coerce_value(node.child(k), v, f"{path}/{k}") if node.child(k) else v for k, v in item.items()}
     if isinstance(item, str) and node.type != "STRING":
         return _convert_scalar(node.type, item)
-    if node.type == "STRING" and not isinstance(item, str):
+    if node.type == "STRING" and item.__class__ in (int, float):
         return str(item)
     return item
 
@@ -230,7 +408,7 @@ def _scalar_converter(node: Node, path: str):
     """A fast converter for one top-level scalar column: coerce_value's rules, specialised."""
     if node.type == "STRING":
         return None  # text stays text (an empty value too); other values are kept as they are
-    convert = {"INTEGER": int, "LONG": int, "FLOAT": float}.get(node.type)
+    convert = {"INTEGER": parse_int, "LONG": parse_int, "FLOAT": parse_float}.get(node.type)
     if convert is None:
         return lambda value: coerce_value(node, value, path)
     problem = f"cannot be converted to {node.type}"
@@ -240,9 +418,11 @@ def _scalar_converter(node: Node, path: str):
             return None if value is None else coerce_value(node, value, path)
         if value == "":
             return None
+        if value.isdigit() and value.isascii() and len(value) <= 30:
+            return int(value) if convert is parse_int else float(value)
         try:
-            return convert(value.strip())
-        except (ValueError, TypeError, MemoryError):
+            return convert(value)
+        except ValueError:
             raise EventError(path, problem) from None
 
     return converter
@@ -283,7 +463,7 @@ _COERCERS: dict[int, RowCoercer] = {}
 def coerce_row(contract: Contract, row: dict) -> dict:
     """Convert a row of text values (a CSV row) to the contract's types.
 
-    Columns that are not in the contract are kept as they are, so that validation can name them.
+    Columns that are not in the contract are kept as they are, so that validation can count them.
     """
     coercer = _COERCERS.get(id(contract))
     if coercer is None or coercer.contract is not contract:

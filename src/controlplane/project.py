@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from privacy.masking import DEFAULT_MASK_HASH, MURMUR3
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec
 
 PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
@@ -75,11 +76,13 @@ class PrivacyStream:
     mode: str
     levels: list[int]
     masked_fields: list[str] = field(default_factory=list)
-    mask_seed: int | None = None
+    mask_seed: int | None = None  # murmur3 masking only
     created_at: int = 0
+    mask_hash: str = DEFAULT_MASK_HASH
 
     def spec(self) -> StreamSpec:
-        return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed)
+        return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed,
+                                 self.mask_hash)
 
 
 @dataclass
@@ -280,7 +283,8 @@ class Project:
 
     # ------------------------------------------------------- privacy streams
     def create_privacy_stream(self, name: str | None, source: str, mode: str, levels: list[int],
-                              masked_fields: list[str] = (), mask_seed: int | None = None) -> PrivacyStream:
+                              masked_fields: list[str] = (), mask_seed: int | None = None,
+                              mask_hash: str = DEFAULT_MASK_HASH) -> PrivacyStream:
         if source not in self.pipelines:
             raise ProjectError(f"--derived-from: no pipeline named '{source}'")
         mode = mode.upper()
@@ -289,9 +293,9 @@ class Project:
         levels = sorted(set(int(v) for v in levels))
         name = name or "-".join([source] + [str(v) for v in levels])
         self._check_free(name)
-        if mask_seed is None and masked_fields:
+        if mask_seed is None and masked_fields and mask_hash == MURMUR3:
             mask_seed = secrets.randbits(31)
-        stream = PrivacyStream(name, source, mode, levels, list(masked_fields), mask_seed, _now_ms())
+        stream = PrivacyStream(name, source, mode, levels, list(masked_fields), mask_seed, _now_ms(), mask_hash)
         try:
             stream.spec()
         except ValueError as exc:

@@ -136,7 +136,9 @@ class LocalLoop:
                 entry["granular"] = list(stream.levels)
             if stream.masked_fields:
                 entry["mask"] = list(stream.masked_fields)
-                entry["mask_seed"] = stream.mask_seed
+                entry["mask_hash"] = stream.mask_hash
+                if stream.mask_seed is not None:
+                    entry["mask_seed"] = stream.mask_seed
             streams.append(entry)
         contract = ref
         contract_file = project.contracts_dir()

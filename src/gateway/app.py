@@ -1,8 +1,9 @@
 """The event gateway as a plain ASGI application (served by uvicorn, see ``gateway.server``).
 
-    from gateway.app import GatewayApp, GatewaySettings
+    from gateway.app import GatewayApp
+    from gateway.settings import GatewaySettings
     app = GatewayApp(GatewaySettings(project_dir="/tmp/demo"))
-    # uvicorn.run(app, host="127.0.0.1", port=8080)
+    # gateway.server.run(settings) serves it with the connection limits of gateway.connections
 
 Endpoints:
 
@@ -10,18 +11,25 @@ Endpoints:
   ``client_id``, ``client_secret``; or HTTP Basic) -> ``{"access_token", "token_type": "Bearer",
   "expires_in"}``; 401 for unknown credentials.
 - ``POST /event`` (also ``/pipelines/<name>/event``): headers ``Authorization: Bearer <token>``,
-  ``Strm-Schema-Ref: handle/name/version``, ``Strm-Serialization-Type: application/json`` or
+  ``Strm-Schema-Ref: handle/name/version`` (a reference into the project's contract registry,
+  never a path: ``gateway.registry``), ``Strm-Serialization-Type: application/json`` or
   ``application/x-avro-binary`` (Avro binary of ``contracts.avro.avro_schema``). Answers 204 once
   the event is in the pipeline's spool (fsynced), or, with a ``publisher`` (``gateway.publish``),
   once Pub/Sub or Kafka acknowledged it (503 if it did not); 400 with the reference's text for a bad event
-  or an unknown / inactive contract; 401 without a valid token; 403 for a token of another
-  pipeline or a disabled one; 413 over ``max_event_bytes``; 415 for another serialization type.
-- ``GET /health`` (``/is-alive``): ``{"status": "ok"}``. ``GET /metrics``: Prometheus text.
+  or an unknown / inactive contract or a malformed ``Strm-Schema-Ref``; 401 without a valid token
+  (a malformed one included); 403 for a token of another pipeline or a disabled one; 413 over
+  ``max_event_bytes``; 415 for another serialization type. Timeouts, header size and connection
+  caps are the server's (``gateway.connections``: 408, 431, 503).
+- ``GET /health`` (``/is-alive``): ``{"status": "ok"}``. ``GET /metrics``: Prometheus text, for
+  clients on the loopback address only, or, with ``--metrics-token-file``, for requests with
+  ``Authorization: Bearer <that token>`` (401 without it).
 - websocket ``/ws/<pipeline or privacy stream>`` (bearer token of its pipeline): one JSON text
   message per event the pipeline writes for that stream from now on (``?from=start``: all).
 
 It is a bare ASGI callable rather than a framework app: the hot path (``POST /event``) is a
 handful of dict lookups, ``orjson`` and the validator, measured in ``benchmarks/gateway.py``.
+No request ends in a traceback: what the app does not expect is a 500, logged once per window
+with its count (``gateway.problems``).
 """
 from __future__ import annotations
 
@@ -29,83 +37,80 @@ import asyncio
 import base64
 import hmac
 import io
+import ipaddress
 import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import fastavro
 import orjson
 
-from contracts import ContractError, load_contract
 from contracts.avro import avro_schema
 from contracts.events import EventError, EventValidator
-from gateway.fastcheck import compile_fast_check
-from gateway.auth import DEFAULT_TTL_SECONDS, TokenError, TokenIssuer
+from gateway.auth import TokenError, TokenIssuer
 from gateway.metrics import Metrics
 from controlplane.project import Project, ProjectError
+from gateway.problems import ProblemLog
 from gateway.publish import EventPublisher, PublishError
-from gateway.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
+from gateway.registry import SHIPPED_CONTRACTS, ContractRegistry, Refused
+from gateway.settings import GatewaySettings
+from gateway.spool import Spool
 from gateway.tail import tail_jsonl, visible_jsonl
 
-log = logging.getLogger(__name__)
 
 JSON = "application/json"
 AVRO_BINARY = "application/x-avro-binary"
 SERIALIZATION_TYPES = (JSON, AVRO_BINARY)
-DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+MAX_TOKEN_BYTES = 4096
+_CLOSE = [(b"connection", b"close")]
 _KINDS = {b"application/json": JSON, b"application/x-avro-binary": AVRO_BINARY}
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _random_bits = random.getrandbits  # the nonce is a dedupe aid, not a secret
 
 
-@dataclass
-class GatewaySettings:
-    project_dir: str | Path
-    token_ttl_seconds: int = DEFAULT_TTL_SECONDS
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    segment_max_bytes: int = DEFAULT_MAX_BYTES
-    segment_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
-    tail_poll_seconds: float = 0.2
+_Reject = Refused   # an answer with a status and a short text: the request ends here
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
+class _Disconnected(Exception):
+    """The client went away (or the body timeout fired) before the whole body arrived."""
 
 
 class _Contract:
     """What the hot path needs of one contract: its validator and parsed Avro schema."""
 
-    __slots__ = ("ref", "validator", "fast", "avro", "active")
+    __slots__ = ("ref", "validator", "avro", "active")
 
     def __init__(self, contract):
         self.ref = contract.ref
         self.active = contract.is_active
         self.validator = EventValidator(contract)
-        self.fast = compile_fast_check(contract)
         self.avro = fastavro.parse_schema(avro_schema(contract))
 
 
 class GatewayApp:
-    def __init__(self, settings: GatewaySettings, clock=time.time, publisher: EventPublisher | None = None):
+    def __init__(self, settings: GatewaySettings, clock=time.time, publisher: EventPublisher | None = None,
+                 problems: ProblemLog | None = None):
+        settings = settings.resolved()
         self.settings = settings
         self.publisher = publisher  # None: accepted events go to the spool
         self.project_dir = Path(settings.project_dir)
         self._clock = clock
-        self.issuer = TokenIssuer.for_project(self.project_dir, settings.token_ttl_seconds, clock)
+        self.problems = problems or ProblemLog(logging.getLogger("gateway"), settings.log_window_seconds)
+        self.issuer = TokenIssuer.for_project(self.project_dir, settings.token_ttl, clock)
         self.metrics = Metrics()
         self.spools: dict[str, Spool] = {}
-        self._contracts: dict[str, _Contract | _Reject] = {}
-        self._by_header: dict[bytes, _Contract] = {}  # raw Strm-Schema-Ref -> contract (good ones only)
         self._project = Project.open(self.project_dir)
         self._project_mtime = self._mtime()
         self._project_checked = 0.0
+        self.contracts = ContractRegistry(
+            [self._project.contracts_dir(), SHIPPED_CONTRACTS], build=_Contract,
+            max_bytes=settings.max_contract_bytes, ttl_seconds=settings.contract_cache_seconds,
+            max_entries=settings.contract_cache_size, problems=self.problems)
+        self._metrics_token = _read_token_file(settings.metrics_token_file) if settings.metrics_token_file else None
         self._roller: asyncio.Task | None = None
         spool_root = self.project_dir / "spool"
         if spool_root.is_dir():  # close segments a killed gateway left open
@@ -119,7 +124,14 @@ class GatewayApp:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
-            await self._websocket(scope, receive, send)
+            try:
+                await self._websocket(scope, receive, send)
+            except Exception as exc:  # a bug: close (403 before the handshake), one log line per window
+                self.problems.report("internal error", "internal error in a web socket", logging.ERROR, exc)
+                try:
+                    await send({"type": "websocket.close", "code": 1011})
+                except Exception:  # already closed
+                    pass
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -140,19 +152,23 @@ class GatewayApp:
         for spool in self.spools.values():
             spool.close()
         self.spools.clear()
+        self.contracts.close()
         if self.publisher is not None:
             self.publisher.close()
+        self.problems.flush(force=True)
 
     async def _roll_old_segments(self):
+        """Timer work: close old spool segments, log the counts of repeated problems."""
         loop = asyncio.get_running_loop()
-        period = max(0.05, min(1.0, self.settings.segment_max_age_seconds / 4))
+        period = max(0.05, min(1.0, self.settings.segment_seconds / 4))
         while True:
             await asyncio.sleep(period)
             for spool in list(self.spools.values()):
                 try:
                     await loop.run_in_executor(spool._executor, spool.roll_if_old)
-                except (OSError, RuntimeError):
-                    log.exception("rolling a spool segment failed")
+                except (OSError, RuntimeError) as exc:
+                    self.problems.report("spool roll", "rolling a spool segment failed", logging.ERROR, exc)
+            self.problems.flush()
 
     def _mtime(self) -> float:
         try:
@@ -170,35 +186,25 @@ class GatewayApp:
                 try:
                     self._project = Project.open(self.project_dir)
                     self._project_mtime = mtime
-                except ProjectError:
-                    log.exception("project file unreadable; keeping the last good one")
+                except ProjectError as exc:
+                    self.problems.report("project file", f"project file unreadable, keeping the last good one: {exc}",
+                                         logging.ERROR)
         return self._project
 
     def spool(self, pipeline: str) -> Spool:
         spool = self.spools.get(pipeline)
         if spool is None:
             spool = self.spools[pipeline] = Spool(
-                self.project_dir / "spool" / pipeline, self.settings.segment_max_bytes,
-                self.settings.segment_max_age_seconds, self._clock)
+                self.project_dir / "spool" / pipeline, self.settings.segment_bytes,
+                self.settings.segment_seconds, self._clock)
         return spool
 
-    def contract(self, ref: str) -> _Contract:
-        entry = self._contracts.get(ref)
-        if entry is None:
-            try:
-                entry = _Contract(load_contract(ref, [self.project_dir / "contracts"]))
-                if not entry.active:
-                    entry = _Reject(400, f"Schema '{ref}' is not active")
-            except ContractError:
-                entry = _Reject(400, f"Schema '{ref}' not found")
-            self._contracts[ref] = entry
-        if isinstance(entry, _Reject):
-            raise entry
-        return entry
-
     @staticmethod
-    async def _answer(send, status: int, body: bytes = b"", content_type: bytes = b"text/plain; charset=utf-8"):
-        headers = [(b"content-type", content_type)] if body else []
+    async def _answer(send, status: int, body: bytes = b"", content_type: bytes = b"text/plain; charset=utf-8",
+                      close: bool = False):
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())] if body else []
+        if close:  # the client sent what it should not (no credentials, too much): no keep-alive for it
+            headers += _CLOSE
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -206,6 +212,8 @@ class GatewayApp:
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected()
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
@@ -232,13 +240,29 @@ class GatewayApp:
             elif path in ("/health", "/is-alive", "/healthz"):
                 await self._answer(send, 200, b'{"status":"ok"}', b"application/json")
             elif path == "/metrics":
+                self._check_metrics_access(scope)
                 body = self.metrics.render(self.spools).encode()
                 await self._answer(send, 200, body, b"text/plain; version=0.0.4")
             else:
                 raise _Reject(404, "Not found")
         except _Reject as reject:
             self.metrics.inc("gateway_requests_total", reject.status)
-            await self._answer(send, reject.status, reject.message.encode())
+            await self._answer(send, reject.status, reject.message.encode(), close=reject.status in (401, 413))
+        except _Disconnected:
+            self.metrics.inc("gateway_requests_total", 499)   # nginx's "client closed request"
+        except Exception as exc:  # a bug: one 500, one log line per window (with its traceback), keep serving
+            self.metrics.inc("gateway_requests_total", 500)
+            self.problems.report("internal error", f"internal error answering {method} {path[:100]}",
+                                 logging.ERROR, exc)
+            await self._answer(send, 500, b"Internal error", close=True)
+
+    def _check_metrics_access(self, scope) -> None:
+        if self._metrics_token is not None:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self._metrics_token):
+                raise _Reject(401, "Metrics need the bearer token of --metrics-token-file")
+        elif not _is_loopback(scope.get("client")):
+            raise _Reject(403, "Metrics are served to loopback clients only (see --metrics-token-file)")
 
     async def _event(self, scope, receive, send, wanted_pipeline: str | None):
         headers = dict(scope["headers"])
@@ -251,10 +275,7 @@ class GatewayApp:
         # 401 / 403: who is sending, and to which pipeline
         if token is None or not token[:7].lower() == b"bearer ":
             raise _Reject(401, "Missing bearer token")
-        try:
-            pipeline = self.issuer.verify(token[7:].strip().decode("latin-1"))
-        except TokenError as exc:
-            raise _Reject(401, f"Unauthorized: {exc}") from None
+        pipeline = self._verify(token[7:])
         if wanted_pipeline is not None and wanted_pipeline != pipeline:
             raise _Reject(403, f"Token is not valid for stream '{wanted_pipeline}'")
         entry = self.project().pipelines.get(pipeline)
@@ -273,9 +294,9 @@ class GatewayApp:
             raise _Reject(415, f"Unsupported Strm-Serialization-Type '{kind}': use {JSON} or {AVRO_BINARY}")
         if schema_ref is None:
             raise _Reject(400, "Missing Strm-Schema-Ref header")
-        contract = self._by_header.get(schema_ref)
+        contract = self.contracts.cached(schema_ref)
         if contract is None:
-            contract = self._by_header[schema_ref] = self.contract(schema_ref.decode("latin-1").strip())
+            contract = await self.contracts.resolve(schema_ref)   # off the event loop; Refused is a _Reject
         ref = contract.ref
         body = await self._read_body(receive, limit)
         # 400: decode and validate
@@ -290,20 +311,14 @@ class GatewayApp:
             raise _Reject(400, f"Event with schema: '{ref}': an event must be a JSON object")
         meta = event.get("strmMeta")
         if isinstance(meta, dict):
-            sent_ref = meta.get("eventContractRef")
-            if sent_ref is None:
-                meta["eventContractRef"] = ref
-            elif sent_ref != ref:
-                raise _Reject(400, f"Event with schema: '{ref}': strmMeta.eventContractRef '{sent_ref}' "
-                                   "does not match the Strm-Schema-Ref header")
+            if meta.get("eventContractRef") is None:
+                meta["eventContractRef"] = ref  # another contract than the header's is the validator's 400
             if meta.get("consentLevels") is None:
                 meta["consentLevels"] = []
-        fast = contract.fast
-        if fast is None or not fast(event):
-            try:
-                event = contract.validator.check(event)
-            except EventError as err:
-                raise _Reject(400, err.gateway_message(ref)) from None
+        try:
+            event = contract.validator.check(event)
+        except EventError as err:
+            raise _Reject(400, err.gateway_message(ref)) from None
         meta = event["strmMeta"]
         meta["nonce"] = _random_bits(31) or 1
         meta["timestamp"] = int(self._clock() * 1000)
@@ -313,14 +328,15 @@ class GatewayApp:
             try:
                 await self.publisher.publish(pipeline, orjson.dumps(event), ref, meta["timestamp"])
             except PublishError as exc:  # broker down, timeout, missing topic: not accepted, retry
-                log.warning("%s", exc)
+                self.problems.report("publish", str(exc))
                 raise _Reject(503, "Event could not be published, try again") from None
         else:
             spool = self.spools.get(pipeline) or self.spool(pipeline)
             try:
                 await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-            except OSError:  # disk full, I/O error: not accepted, the sender may retry
-                log.exception("spool write failed for pipeline %s", pipeline)
+            except OSError as exc:  # disk full, I/O error: not accepted, the sender may retry
+                self.problems.report("spool write", f"spool write failed for pipeline {pipeline}: {exc}",
+                                     logging.ERROR)
                 raise _Reject(503, "Event could not be stored, try again") from None
         self.metrics.accepted += 1
         await send(_NO_CONTENT)
@@ -346,6 +362,8 @@ class GatewayApp:
                 params.setdefault("client_secret", client_secret)
         except (ValueError, UnicodeDecodeError, AttributeError):
             raise _Reject(400, "Malformed token request") from None
+        if not all(isinstance(value, str) for value in params.values()):
+            raise _Reject(400, "Malformed token request")
         if params.get("grant_type", "client_credentials") != "client_credentials":
             raise _Reject(400, "Only grant_type=client_credentials is supported")
         pipeline = self.project().pipeline_by_client(params.get("client_id", ""))
@@ -366,18 +384,16 @@ class GatewayApp:
         if message["type"] != "websocket.connect":
             return
         stream = scope["path"].rsplit("/", 1)[-1] if scope["path"].startswith("/ws/") else ""
-        query = parse_qs(scope.get("query_string", b"").decode())
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
         token = query.get("token", [None])[0]
+        token = token.encode("latin-1") if token is not None else None
         for name, value in scope["headers"]:
             if name == b"authorization" and value[:7].lower() == b"bearer ":
-                token = value[7:].decode("latin-1").strip()
+                token = value[7:]
         try:
             if not token:
                 raise _Reject(401, "Missing bearer token")
-            try:
-                pipeline = self.issuer.verify(token)
-            except TokenError as exc:
-                raise _Reject(401, f"Unauthorized: {exc}") from None
+            pipeline = self._verify(token)
             try:
                 source = self.project().source_of(stream)
             except ProjectError as exc:
@@ -415,6 +431,34 @@ class GatewayApp:
                 except Exception:  # already closed by the peer
                     pass
 
+    def _verify(self, token: bytes) -> str:
+        """The pipeline of a bearer token (the bytes after "Bearer "); 401 for anything else."""
+        token = token.strip()
+        if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+            raise _Reject(401, "Unauthorized: malformed token")
+        try:
+            return self.issuer.verify(token.decode("ascii"))
+        except TokenError as exc:
+            raise _Reject(401, f"Unauthorized: {exc}") from None
+
 
 def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _is_loopback(client) -> bool:
+    if client is None:   # a Unix socket: local by construction
+        return True
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_token_file(path: str) -> bytes:
+    """The first line of a token file (ValueError when it is empty or not ASCII)."""
+    lines = Path(path).read_bytes().splitlines()
+    token = lines[0].strip() if lines else b""
+    if not token or not token.isascii():
+        raise ValueError(f"{path}: the first line must be the metrics token (ASCII)")
+    return token

@@ -6,7 +6,8 @@
     spool.close()
     closed_segments(directory)                           # finished segments, oldest first
 
-Segments are named ``<sequence:010d>-<start epoch ms>.jsonl``; the segment being written has the
+Segments are named ``<sequence:010d>-<start epoch ms>.jsonl``, created owner-only (0600, in a
+0700 directory: they hold events in plaintext); the segment being written has the
 suffix ``.open`` and is renamed (and the directory fsynced) when it reaches ``max_bytes`` or
 ``max_age_seconds``. Readers (the pipeline) take only closed segments; every line of a segment,
 open or closed, was fsynced before its 204, so a killed gateway loses nothing it acknowledged.
@@ -66,7 +67,9 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self._clock = clock
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)   # events in plaintext: owner only, whatever the umask or an older version
         self._lock = threading.Lock()  # guards the file between the writer thread and roll_if_old
         self._fd: int | None = None
         self._path: Path | None = None
@@ -114,7 +117,7 @@ class Spool:
         now = self._clock()
         self._path = self.directory / f"{self._sequence:010d}-{int(now * 1000)}{SEGMENT_SUFFIX}{OPEN_SUFFIX}"
         self._sequence += 1
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         _fsync_dir(self.directory)
         self._bytes = 0
         self._opened_at = now

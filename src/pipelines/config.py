@@ -14,8 +14,8 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
       consent: {field: purposeConsent, map: {"yes": [1, 2]}, default: []}
       timestamp: {field: date, format: "yyyy-MM-dd HH:mm:ss", timezone: UTC}
     streams:
-      - {name: shop-1, cumulative: 1, mask: [userId], mask_seed: 42}
-      - {granular: [1, 2]}             # name defaults to shop-1-2
+      - {name: shop-1, cumulative: 1, mask: [userId]}   # keyed (HMAC-SHA-256) masking
+      - {granular: [1, 2], mask: [email], mask_hash: murmur3, mask_seed: 42}  # the reference's; name shop-1-2
     export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
@@ -61,6 +61,7 @@ from pipelines.connectors import ConnectorError, parse_connectors
 from pipelines.sources import DatabaseInput, SourceConfigError, parse_database_input
 from privacy.kanonymity import MicroAggregationError, MicroAggregationSpec
 from privacy.keyring import DEFAULT_RETENTION_DAYS
+from privacy.masking import DEFAULT_MASK_HASH
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec, default_stream_name
 from schemas import SchemaError, _shown, load_checked
 from transforms.write_jsonl import DEFAULT_MAX_BYTES
@@ -133,7 +134,8 @@ def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec
         levels = levels if isinstance(levels, list) else [levels]
         stream_name = entry.get("name") or default_stream_name(name, sorted(set(levels)))
         try:
-            spec = StreamSpec.create(stream_name, mode, levels, masks, entry.get("mask_seed"))
+            spec = StreamSpec.create(stream_name, mode, levels, masks, entry.get("mask_seed"),
+                                     entry.get("mask_hash", DEFAULT_MASK_HASH))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         unknown = spec.unknown_masks(paths)

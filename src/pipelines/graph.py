@@ -36,8 +36,11 @@ def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
 def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None = None) -> dict:
     """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections.
 
-    ``admit`` (streaming: ``transforms.lateness.AdmitInTime``) takes the valid events before they are
-    encrypted and fanned out; its ADMITTED output goes on, its TOO_LATE rows join the dead letters."""
+    Positions travel with the events through every per-row stage, so each stage's dead letters
+    name ``file:line`` (or the message); the outputs hold plain events. ``admit`` (streaming:
+    ``transforms.lateness.AdmitInTime``) takes the valid events before they are encrypted and
+    fanned out; its ADMITTED output goes on, its TOO_LATE rows join the dead letters.
+    """
     contracts = {config.contract.ref: config.contract}
     prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once: workers only open it
     keys = key_ring_spec(config)
@@ -47,11 +50,12 @@ def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None =
         decided = valid | "AdmitInTime" >> admit
         valid, too_late = decided[admit.ADMITTED], [decided[admit.TOO_LATE]]
     encrypted = valid | "EncryptPii" >> EncryptPii(contracts, keys)
-    streams = encrypted[EncryptPii.ENCRYPTED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
+    streams = encrypted[EncryptPii.POSITIONED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
     outputs = {
         ENCRYPTED: encrypted[EncryptPii.ENCRYPTED],
         KEYS: encrypted[EncryptPii.KEYS],
-        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], *too_late, encrypted[EncryptPii.DEAD_LETTER]],
+        DEAD_LETTERS: [checked[ValidateEvents.DEAD_LETTER], *too_late, encrypted[EncryptPii.DEAD_LETTER],
+                       streams[PrivacyStreams.DEAD_LETTER]],
     }
     for spec in config.streams:
         outputs[f"{STREAMS}/{spec.name}"] = streams[spec.name]

@@ -3,7 +3,8 @@
     from privacy.fields import FieldPlan
     plan = FieldPlan(contract)                       # once per contract
     encrypted = plan.encrypt(event, key)             # every PII value, one key for the event
-    stream_event = plan.reveal(encrypted, key, spec) # decrypt permitted levels, then mask
+    stream_event = plan.reveal(encrypted, key, spec, mask)  # decrypt permitted levels, then mask
+                                                     # (mask: privacy.masking.masker(...), if spec masks)
     plaintext = plan.decrypt_all(encrypted, key)     # every PII value (exports, DSAR)
 
 Events are never changed in place (Beam elements are immutable): containers on a changed path
@@ -16,7 +17,7 @@ from typing import Callable
 
 from contracts.model import Contract
 from privacy.daead import SivKey
-from privacy.streams import StreamSpec, mask_value
+from privacy.streams import StreamSpec
 
 
 def _apply(container: dict, parts: list[str], fn: Callable) -> None:
@@ -117,12 +118,14 @@ class FieldPlan:
             steps = self._reveal_cache[spec] = (decrypted, masked)
         return steps
 
-    def reveal(self, event: dict, key: SivKey, spec: StreamSpec) -> dict:
-        """The event as a privacy stream shows it (the caller checked ``spec.admits``)."""
+    def reveal(self, event: dict, key: SivKey, spec: StreamSpec, mask: Callable | None = None) -> dict:
+        """The event as a privacy stream shows it (the caller checked ``spec.admits``); ``mask`` is
+        the stream's masking function (``privacy.masking.masker``), needed when it masks fields."""
         decrypted, masked = self._reveal_steps(spec)
         out = dict(event)
         _apply_each(out, decrypted, key.decrypt)
         if masked:
-            seed = spec.mask_seed
-            _apply_each(out, masked, lambda value: mask_value(value, seed))
+            if mask is None:
+                raise ValueError(f"stream '{spec.name}' masks fields: give its masking function")
+            _apply_each(out, masked, mask)
         return out

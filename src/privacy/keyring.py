@@ -11,6 +11,11 @@ new keys for what is still missing, inserted with the store's unique constraint 
 another writer won, its key is adopted. ``created`` lists the records this call inserted (the
 pipeline's ``keys`` output). Unwrapped keys live only in this process's memory.
 
+Callers speak plaintext (key-field values, subject ids); the ring hashes them with the store's
+look-up key (``ring.ids``, ``privacy.lookup``) before anything reaches the store, so records
+(``created`` included) carry only ``value_hash`` and ``subject_hashes``.
+``ring.masking_key("webshop-1")`` is a privacy stream's masking key (``privacy.masking``).
+
 ``KeyRing.shared`` gives one ring per (store, KEK) per process, so the encrypting and the
 decrypting steps of a fused Beam stage share their cache. The cache keeps the ``cache_size``
 most recently used keys (about 4 KiB each, mostly OpenSSL's AES-SIV state), so memory stays
@@ -25,32 +30,37 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Callable
 
 from privacy.daead import SivKey
 from privacy.kek import Kek, kek_from_uri
 from privacy.keystore import KeyRecord, KeyStore, Pair, open_key_store
+from privacy.lookup import lookup_key
+from privacy.masking import masking_key_name
 
 DEFAULT_RETENTION_DAYS = 2556
 DEFAULT_CACHE_SIZE = 20_000
 DAY_MS = 86_400_000
 
 
+_EPOCH_DAY = date(1970, 1, 1)
+
+
 @lru_cache(maxsize=4096)
 def _day_text(day_number: int) -> str:
-    return datetime.fromtimestamp(day_number * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+    return (_EPOCH_DAY + timedelta(days=day_number)).isoformat()  # zero-padded: '0999-12-31'
 
 
 def utc_day(timestamp_ms: int) -> str:
-    """The UTC day ('YYYY-MM-DD') of an epoch-millisecond timestamp."""
+    """The UTC day ('YYYY-MM-DD', years 0001-9999) of an epoch-millisecond timestamp."""
     return _day_text(timestamp_ms // DAY_MS)
 
 
 @lru_cache(maxsize=4096)
 def day_start_ms(day: str) -> int:
-    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return (date.fromisoformat(day) - _EPOCH_DAY).days * DAY_MS
 
 
 def new_key_link(clock: Callable[[], float] = time.time) -> str:
@@ -67,14 +77,14 @@ def new_key_link(clock: Callable[[], float] = time.time) -> str:
 
 
 class _Entry:
-    """A cached key: its (value, day), the unwrapped key and the data subjects known to the store."""
+    """A cached key: its (value, day), the unwrapped key and the subject hashes known to the store."""
 
     __slots__ = ("pair", "key", "subjects")
 
-    def __init__(self, pair: Pair, key: SivKey, subjects):
-        self.pair = pair
+    def __init__(self, pair: tuple[str, str], key: SivKey, subject_hashes):
+        self.pair = pair  # plaintext (value, day): this process's memory only
         self.key = key
-        self.subjects = set(subjects)
+        self.subjects = set(subject_hashes)
 
 
 class KeyRing:
@@ -99,8 +109,9 @@ class KeyRing:
         self.clock = clock
         self.cache_size = max(1, cache_size)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # keyLink -> entry, least recently used first
-        self._link_of_pair: dict[Pair, str] = {}
+        self._link_of_pair: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self.ids = lookup_key(store, kek)  # KekError here if the store was set up with another KEK
 
     @classmethod
     def shared(cls, store_uri: str, kek_uri: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> "KeyRing":
@@ -112,45 +123,51 @@ class KeyRing:
                 ring = cls._shared[key] = cls(open_key_store(store_uri), kek_from_uri(kek_uri), retention_days)
             return ring
 
-    def _remember(self, record: KeyRecord, key: SivKey | None = None) -> tuple[str, SivKey]:
-        """Cache a stored record's key (unwrapping it unless ``key`` is the one we generated)."""
+    def _remember(self, record: KeyRecord, pair, key: SivKey | None = None) -> tuple[str, SivKey]:
+        """Cache a stored record's key for its plaintext pair (unwrapping it unless ``key`` is ours)."""
         link = record.key_link
         entry = self._entries.get(link)
         if entry is None:
             if key is None:
                 key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, link.encode()))
-            entry = self._entries[link] = _Entry(record.pair, key, record.subjects)
+            entry = self._entries[link] = _Entry(pair, key, record.subject_hashes)
         else:
-            entry.subjects.update(record.subjects)
+            entry.subjects.update(record.subject_hashes)
+            entry.pair = pair  # it may have come in through key_for_link, without its pair
             self._entries.move_to_end(link)
-        self._link_of_pair[record.pair] = link
+        self._link_of_pair[pair] = link
         return link, entry.key
 
     def _evict(self) -> None:
         while len(self._entries) > self.cache_size:
             link, entry = self._entries.popitem(last=False)
-            if self._link_of_pair.get(entry.pair) == link:
+            if entry.pair is not None and self._link_of_pair.get(entry.pair) == link:
                 del self._link_of_pair[entry.pair]
 
-    def _new_record(self, pair: Pair, subjects: set[str]) -> tuple[KeyRecord, SivKey]:
+    def _new_record(self, hashed: Pair, subjects: set) -> tuple[KeyRecord, SivKey]:
         key = SivKey.generate()
         link = new_key_link(self.clock)
         record = KeyRecord(
             key_link=link,
-            key_field_value=pair[0],
-            day=pair[1],
+            value_hash=hashed[0],
+            day=hashed[1],
             key_id=key.key_id,
             wrapped_key=self.kek.wrap(key.material, link.encode()),
             kek_uri=self.kek.uri,
             created_at=int(self.clock() * 1000),
-            expires_at=day_start_ms(pair[1]) + self.retention_days * DAY_MS,
-            subjects=tuple(sorted(s for s in subjects if s)),
+            expires_at=day_start_ms(hashed[1]) + self.retention_days * DAY_MS,
+            subject_hashes=tuple(sorted({self.ids.subject_hash(s) for s in subjects if s})),
             policy_id=self.policy_id,
         )
         return record, key
 
-    def keys_for(self, wanted: dict[Pair, set[str]]) -> tuple[dict[Pair, tuple[str, SivKey]], list[KeyRecord]]:
-        """Keys for every wanted (value, day) -> data subjects; and the records newly created."""
+    def masking_key(self, stream: str) -> bytes:
+        """The masking key of a privacy stream (made, wrapped and stored on first use)."""
+        return self.store.store_key(masking_key_name(stream), self.kek)
+
+    def keys_for(self, wanted: dict[tuple[str, str], set]) -> tuple[dict[tuple[str, str], tuple[str, SivKey]],
+                                                                    list[KeyRecord]]:
+        """Keys for every wanted (value, day) -> data subjects (plaintext); and the records newly created."""
         with self._lock:
             entries, link_of_pair = self._entries, self._link_of_pair
             result: dict[Pair, tuple[str, SivKey]] = {}
@@ -164,22 +181,28 @@ class KeyRing:
                     result[pair] = (link, entries[link].key)
             created: list[KeyRecord] = []
             if missing:
-                for pair, record in self.store.lookup(missing).items():
-                    result[pair] = self._remember(record)
-                fresh = [self._new_record(pair, wanted[pair]) for pair in missing if pair not in result]
+                value_hash = self.ids.value_hash
+                plain = {(value_hash(value), day): (value, day) for value, day in missing}
+                for hashed, record in self.store.lookup(plain).items():
+                    result[plain[hashed]] = self._remember(record, plain[hashed])
+                fresh = [self._new_record(hashed, wanted[pair]) for hashed, pair in plain.items() if pair not in result]
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
-                    for pair, record in self.store.insert_new([record for record, _ in fresh]).items():
+                    for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
                         mine = ours.get(record.key_link)
-                        result[pair] = self._remember(record, mine[1] if mine else None)
+                        result[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
                         if mine:
                             created.append(mine[0])
             new_subjects = set()
+            subject_hash = self.ids.subject_hash
             for pair, subjects in wanted.items():
                 if subjects:
                     link = result[pair][0]
                     known = entries[link].subjects
-                    new_subjects.update((link, s) for s in subjects if s and s not in known)
+                    for subject in subjects:
+                        hashed = subject_hash(subject) if subject else None
+                        if hashed and hashed not in known:
+                            new_subjects.add((link, hashed))
             if new_subjects:
                 self.store.add_subjects(new_subjects)
                 for link, subject in new_subjects:
@@ -197,6 +220,7 @@ class KeyRing:
             record = self.store.by_links([key_link]).get(key_link)
             if record is None:
                 return None
-            key = self._remember(record)[1]
+            entry = self._entries[key_link] = _Entry(None, SivKey(record.key_id, self.kek.unwrap(
+                record.wrapped_key, key_link.encode())), record.subject_hashes)  # no plaintext pair known
             self._evict()
-            return key
+            return entry.key

@@ -1,38 +1,46 @@
 """Data subjects: who a key belongs to, forgetting them (crypto-shredding), and access requests.
 
-    from privacy.subjects import check_subject_id, row_matches, access_report
-    check_subject_id("477049")                       # ValueError unless 4-100 printable characters
+    from privacy.subjects import check_subject_id, row_matches, access_report, recover_subject_ids
+    check_subject_id("477049")                       # the id, or ValueError (empty, over 1000 characters)
     row_matches(b'{"strmMeta":{"keyLink":"c4b9..."}}', links={"c4b9..."})   # True, without parsing
     report = access_report("477049", key_records, keys, events, plan_for)  # the DSAR, as a dict
+    recover_subject_ids(events, plan_for, key_of_link, ids, wanted_hashes)  # {subject hash: id}
+
+Every id the pipeline accepts can be named here: any non-empty text of at most
+``MAX_ID_CHARS`` characters (the validator's bound for key-field values and data-subject ids).
+The key store knows subjects only by their keyed hash (``privacy.lookup``); the shells hash the
+ids they are given with the store's look-up key.
 
 Forgetting a data subject deletes every key that lists them from the key store; every copy of
 their data that those keys encrypted (exports, warehouse tables) becomes unreadable at once.
 What was written in plaintext or as a wrapped key (privacy streams, ``keys/`` rows, key-export
-files) is found through the same keyLinks and removed by ``cli.export_files``. An access request
-finds the subject's records through their keyLinks: only events whose ``strmMeta.keyLink`` is
-one of theirs are parsed and decrypted, and only day partitions of their keys' days are read.
-Pure functions; the shells (``pstream subjects ...``) do the I/O.
+files, temp leftovers) is found through the same keyLinks and removed by ``cli.export_files``.
+An access request finds the subject's records through their keyLinks: only events whose
+``strmMeta.keyLink`` is one of theirs are parsed and decrypted, and only day partitions of their
+keys' days are read. Pure functions; the shells (``pstream subjects ...``) do the I/O.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+from contracts.events import MAX_ID_CHARS
 from privacy.daead import DecryptError, SivKey
 from privacy.fields import FieldPlan
 from privacy.keystore import KeyRecord
 
-SUBJECT_ID = re.compile(r"^[\x20-\x7e]{4,100}$")
 _KEY_LINK = re.compile(rb'"keyLink"\s*:\s*"([^"]+)"')
 
 
 def check_subject_id(subject: str) -> str:
-    """The id unchanged, or ValueError: data subject ids are 4-100 printable characters."""
-    if not SUBJECT_ID.match(subject or ""):
-        raise ValueError(f"data subject id of {len(subject or '')} characters: use 4-100 printable ASCII characters")
+    """The id unchanged, or ValueError: any non-empty text of at most MAX_ID_CHARS characters, as the
+    pipeline accepts for a data-subject field (the message never repeats the id)."""
+    if not isinstance(subject, str) or not subject:
+        raise ValueError("a data subject id must not be empty")
+    if len(subject) > MAX_ID_CHARS:
+        raise ValueError(f"a data subject id of {len(subject)} characters: the pipeline accepts at most {MAX_ID_CHARS}")
     return subject
 
 
@@ -42,13 +50,12 @@ def key_link_of_line(line: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def row_matches(line: bytes, links: set[str], subjects: set[str] = frozenset()) -> bool:
-    """True if a JSON line belongs to one of the keyLinks, or (key rows) lists one of the subjects."""
+def row_matches(line: bytes, links: set[str], subject_hashes: set[str] = frozenset()) -> bool:
+    """True if a JSON line belongs to one of the keyLinks, or (key rows) names one of the subject
+    hashes. Read without parsing, so half a line (a write cut short) is judged the same way."""
     if key_link_of_line(line) in links:
         return True
-    if subjects and b'"dataSubjects"' in line:
-        return bool(set(json.loads(line).get("dataSubjects") or ()) & subjects)
-    return False
+    return any(h.encode() in line for h in subject_hashes)
 
 
 def key_days(records: Iterable[KeyRecord]) -> set[str]:
@@ -60,6 +67,35 @@ def path_value(event: dict, path: str):
     for part in path.split("/"):
         value = value.get(part) if isinstance(value, dict) else None
     return value
+
+
+def recover_subject_ids(events: Iterable[dict], plan_for: Callable[[str], FieldPlan],
+                        key_of_link: Callable[[str], SivKey | None], ids, wanted: set[str]) -> dict[str, str]:
+    """{subject hash: id} for the hashes in ``wanted``, read from encrypted events: each event's
+    data-subject field, decrypted with its key where it is PII, hashed with the store's look-up
+    key ``ids``. Stops reading once every wanted hash is found; events without a key are skipped."""
+    found: dict[str, str] = {}
+    for event in events:
+        if len(found) == len(wanted):
+            break
+        meta = event.get("strmMeta") or {}
+        plan = plan_for(meta.get("eventContractRef"))
+        field = plan.contract.data_subject_field if plan is not None else None
+        value = path_value(event, field) if field else None
+        if value is None:
+            continue
+        if field in plan.contract.pii:
+            key = key_of_link(meta.get("keyLink"))
+            if key is None:
+                continue
+            try:
+                value = key.decrypt(value)
+            except (DecryptError, TypeError, ValueError):
+                continue
+        hashed = ids.subject_hash(value)
+        if hashed in wanted:
+            found.setdefault(hashed, str(value))
+    return found
 
 
 def _iso(millis: int) -> str:
@@ -92,7 +128,7 @@ def access_report(
             continue
         key = keys.get(link)
         plan = plan_for(meta.get("eventContractRef"))
-        if key is None:
+        if key is None or plan is None:  # no key, or a contract this installation does not know
             undecryptable += 1
             continue
         try:

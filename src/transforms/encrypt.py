@@ -2,15 +2,20 @@
 
     from transforms.encrypt import EncryptPii, KeyRingSpec
     spec = KeyRingSpec("sqlite:///out/keystore.sqlite", "local://out/kek.json")
-    out = valid_events | EncryptPii({contract.ref: contract}, spec)
+    out = valid_pairs | EncryptPii({contract.ref: contract}, spec)   # (position, event) pairs
     out[EncryptPii.ENCRYPTED]     # events, PII encrypted, strmMeta.keyLink set
+    out[EncryptPii.POSITIONED]    # the same events as (position, event), for the stages after this one
     out[EncryptPii.KEYS]          # one row per key this run created, wrapped by the KEK
-    out[EncryptPii.DEAD_LETTER]   # events that could not be encrypted (reason only)
+    out[EncryptPii.DEAD_LETTER]   # events that could not be encrypted: position, reason
 
 Elements are buffered per bundle (``batch_size``, default 10,000: big batches are what keep a
 key store's writes cheap) so that keys are resolved in one key-store round trip per batch: cached keys first, then a look-up, then new keys inserted under the
 store's unique constraint (another writer's key is adopted). Only kept keys encrypt anything.
 All PII fields of one event share one key, so their ciphertexts share the first bytes.
+
+An event this stage cannot encrypt (no timestamp, no key-field value, or a failure no check
+foresaw: the catch-all) is a dead letter with its position (``file:line``); a failure of the key
+store or KEK is not a row's fault and fails the run.
 """
 from __future__ import annotations
 
@@ -21,10 +26,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from contracts.model import Contract
+from contracts.strm_meta import TIMESTAMP_MS
 from privacy.fields import FieldPlan
 from privacy.keyring import DEFAULT_RETENTION_DAYS, KeyRing, utc_day
 from privacy.keystore import KeyRecord
-from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.dead_letters import DEAD_LETTER, FailureLog, contract_label, dead_letter
 from transforms.worker_tuning import tune_worker
 
 
@@ -44,19 +50,25 @@ class KeyRingSpec:
 
 
 def key_row(record: KeyRecord) -> dict:
-    """The ``keys`` output row of a new key: wrapped material only."""
+    """The ``keys`` output row of a new key: wrapped material, and keyed hashes (``privacy.lookup``)
+    of the key-field value and the data subjects, never the values themselves."""
     return {
         "keyLink": record.key_link,
         "keyId": record.key_id,
-        "keyFieldValue": record.key_field_value,
+        "keyFieldHash": record.value_hash,
         "day": record.day,
-        "dataSubjects": list(record.subjects),
+        "dataSubjectHashes": list(record.subject_hashes),
         "wrappedKey": base64.b64encode(record.wrapped_key).decode("ascii"),
         "kekUri": record.kek_uri,
         "policyId": record.policy_id,
         "createdAt": record.created_at,
         "expiresAt": record.expires_at,
     }
+
+
+def _ref(event) -> object:
+    meta = event.get("strmMeta") if event.__class__ is dict else None
+    return meta.get("eventContractRef") if meta.__class__ is dict else None
 
 
 def _path_value(event: dict, path: list[str]):
@@ -77,6 +89,7 @@ class _EncryptFn(beam.DoFn):
 
     def setup(self):
         tune_worker()
+        self.failures = FailureLog("encrypt")
         self.ring = self.keys.open()
         self.plans = {
             ref: (FieldPlan(c), c.key_field.split("/"), c.data_subject_field.split("/") if c.data_subject_field else None)
@@ -86,7 +99,7 @@ class _EncryptFn(beam.DoFn):
     def start_bundle(self):
         self.buffer = []
 
-    def process(self, event, element=beam.DoFn.WindowedValueParam):
+    def process(self, pair, element=beam.DoFn.WindowedValueParam):
         # The whole WindowedValue is kept: outputs are emitted with its timestamp, windows and pane.
         self.buffer.append(element)
         if len(self.buffer) >= self.batch_size:
@@ -95,56 +108,79 @@ class _EncryptFn(beam.DoFn):
     def finish_bundle(self):
         yield from self._flush()
 
+    def _reject(self, element, position: str, reason: str, ref):
+        self.rejected.inc()
+        return beam.pvalue.TaggedOutput(DEAD_LETTER, element.with_value(
+            dead_letter(position, "encrypt", reason, contract_label(ref, self.contracts))))
+
+    def _key_pair(self, event: dict):
+        """(key-field value, UTC day) and the data subject of one event, or a problem (a text)."""
+        meta = event["strmMeta"]
+        plan = self.plans.get(meta.get("eventContractRef"))
+        if plan is None:
+            return "no contract for this event"
+        stamp = meta.get("timestamp")
+        if stamp.__class__ is not int or not TIMESTAMP_MS[0] <= stamp <= TIMESTAMP_MS[1]:
+            return "field 'strmMeta/timestamp': is missing or not a time (epoch milliseconds)"
+        value = _path_value(event, plan[1])
+        if value.__class__ is not str or not value:
+            return f"field '{'/'.join(plan[1])}': the key field is missing"
+        subject = _path_value(event, plan[2]) if plan[2] else None
+        return (value, utc_day(stamp)), subject if subject.__class__ is str else None
+
     def _flush(self):
         batch, self.buffer = self.buffer, []
         wanted: dict[tuple[str, str], set[str]] = {}
         pairs = []
-        plans = self.plans
         for element in batch:
-            event = element.value
-            meta = event["strmMeta"]
-            plan = plans.get(meta["eventContractRef"])
-            if plan is None:
-                pairs.append(None)
+            position, event = element.value
+            try:
+                planned = self._key_pair(event)
+            except Exception as exc:  # the catch-all: class and stage, never the text
+                planned = self.failures.record(exc, position)
+            if planned.__class__ is str:  # a problem
+                pairs.append(planned)
                 continue
-            pair = (_path_value(event, plan[1]), utc_day(meta["timestamp"]))
+            pair, subject = planned
             subjects = wanted.get(pair)
             if subjects is None:
                 subjects = wanted[pair] = set()
-            if plan[2]:
-                subject = _path_value(event, plan[2])
-                if subject:
-                    subjects.add(subject)
+            if subject:
+                subjects.add(subject)
             pairs.append(pair)
         keys, created = self.ring.keys_for(wanted) if wanted else ({}, [])
         first_seen = {}
         encrypted_count = 0
+        plans = self.plans
         for element, pair in zip(batch, pairs):
-            event = element.value
-            meta = event["strmMeta"]
-            if pair is None:
-                self.rejected.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, element.with_value(
-                    dead_letter(f"nonce:{meta.get('nonce')}", "encrypt", "no contract for this event",
-                                meta.get("eventContractRef"))))
+            position, event = element.value
+            if pair.__class__ is str:
+                yield self._reject(element, position, pair, _ref(event))
                 continue
             key_link, key = keys[pair]
-            if pair not in first_seen:
-                first_seen[pair] = element
-            encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
-            encrypted["strmMeta"] = {**meta, "keyLink": key_link}
+            if key_link not in first_seen:  # the key row goes out even if this event then fails
+                first_seen[key_link] = element
+            try:
+                meta = event["strmMeta"]
+                encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
+                encrypted["strmMeta"] = {**meta, "keyLink": key_link}
+            except Exception as exc:  # the catch-all: class and stage, never the text
+                yield self._reject(element, position, self.failures.record(exc, position), _ref(event))
+                continue
             encrypted_count += 1
             yield element.with_value(encrypted)
+            yield beam.pvalue.TaggedOutput(EncryptPii.POSITIONED, element.with_value((position, encrypted)))
         self.encrypted.inc(encrypted_count)
         for record in created:
             self.keys_created.inc()
-            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.pair].with_value(key_row(record)))
+            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.key_link].with_value(key_row(record)))
 
 
 class EncryptPii(beam.PTransform):
-    """Encrypts the PII of valid events; see the module docstring."""
+    """Encrypts the PII of valid (position, event) pairs; see the module docstring."""
 
     ENCRYPTED = "encrypted"
+    POSITIONED = "positioned"
     KEYS = "keys"
     DEAD_LETTER = DEAD_LETTER
 
@@ -154,7 +190,7 @@ class EncryptPii(beam.PTransform):
         self.keys = keys
         self.batch_size = batch_size
 
-    def expand(self, events):
-        return events | "EncryptFields" >> beam.ParDo(
+    def expand(self, pairs):
+        return pairs | "EncryptFields" >> beam.ParDo(
             _EncryptFn(self.contracts, self.keys, self.batch_size)).with_outputs(
-            self.KEYS, DEAD_LETTER, main=self.ENCRYPTED)
+            self.POSITIONED, self.KEYS, DEAD_LETTER, main=self.ENCRYPTED)

@@ -1,14 +1,18 @@
 """PrivacyStreams: one output per privacy stream, holding only the events whose consent allows it.
 
     from transforms.privacy_streams import PrivacyStreams
-    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",), mask_seed=7)]
-    streams = encrypted | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)
+    specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",))]
+    streams = positioned | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)  # (position, event)
     streams["webshop-1"]       # events with levels 0..1 decrypted, userId masked
+    streams[PrivacyStreams.DEAD_LETTER]   # events a stream could not be made of: position, reason
 
 Each stream decrypts the purpose levels it permits and masks its chosen fields (see
-``privacy.streams``). The key comes from the key ring's in-process cache, filled by EncryptPii in
-the same fused stage; a key the cache lacks is read from the key store and unwrapped. An event
-whose key is gone (forgotten subject) is counted and left out, never emitted with ciphertext.
+``privacy.streams``; masking keys from the key store, ``privacy.masking``). The key comes from
+the key ring's in-process cache, filled by EncryptPii in the same fused stage; a key the cache
+lacks is read from the key store and unwrapped. An event whose key is gone (forgotten subject)
+is counted and left out, never emitted with ciphertext.
+An event that fails in a way no check foresaw (the catch-all) goes to no stream and is a dead
+letter (stage ``streams``) with its position; it is still in the encrypted output.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from apache_beam.metrics import Metrics
 
 from contracts.model import Contract
 from privacy.fields import FieldPlan
+from privacy.masking import stream_masker
 from privacy.streams import StreamSpec
+from transforms.dead_letters import DEAD_LETTER, FailureLog, contract_label, dead_letter
 from transforms.encrypt import KeyRingSpec
 from transforms.worker_tuning import tune_worker
 
@@ -29,30 +35,45 @@ class _RevealFn(beam.DoFn):
         self.keys = keys
         self.counters = {s.name: Metrics.counter("privacy_streams", s.name) for s in specs}
         self.keys_missing = Metrics.counter("pipeline", "stream_key_missing")
+        self.rejected = Metrics.counter("pipeline", "dead_letter_streams")
 
     def setup(self):
         tune_worker()
+        self.failures = FailureLog("streams")
         self.ring = self.keys.open()
         self.plans = {ref: FieldPlan(c) for ref, c in self.contracts.items()}
+        self.masks = {s.name: stream_masker(s, self.ring) for s in self.specs}
 
-    def process(self, event):
-        meta = event["strmMeta"]
-        consent = meta.get("consentLevels") or ()
-        admitted = [s for s in self.specs if s.admits(consent)]
-        if not admitted:
+    def process(self, pair):
+        position, event = pair
+        try:
+            meta = event["strmMeta"]
+            consent = meta.get("consentLevels") or ()
+            admitted = [s for s in self.specs if s.admits(consent)]
+            if not admitted:
+                return
+            key = self.ring.key_for_link(meta["keyLink"])
+            if key is None:
+                self.keys_missing.inc()
+                return
+            plan = self.plans[meta["eventContractRef"]]
+            revealed = [(spec.name, plan.reveal(event, key, spec, self.masks[spec.name])) for spec in admitted]
+        except Exception as exc:  # the catch-all: class and stage, never the text; no stream gets the event
+            self.rejected.inc()
+            meta = event.get("strmMeta") if event.__class__ is dict else None
+            ref = meta.get("eventContractRef") if meta.__class__ is dict else None
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                position, "streams", self.failures.record(exc, position), contract_label(ref, self.contracts)))
             return
-        key = self.ring.key_for_link(meta["keyLink"])
-        if key is None:
-            self.keys_missing.inc()
-            return
-        plan = self.plans[meta["eventContractRef"]]
-        for spec in admitted:
-            self.counters[spec.name].inc()
-            yield beam.pvalue.TaggedOutput(spec.name, plan.reveal(event, key, spec))
+        for name, stream_event in revealed:
+            self.counters[name].inc()
+            yield beam.pvalue.TaggedOutput(name, stream_event)
 
 
 class PrivacyStreams(beam.PTransform):
-    """Fans encrypted events out to one tagged output per stream name."""
+    """Fans encrypted (position, event) pairs out to one tagged output per stream name."""
+
+    DEAD_LETTER = DEAD_LETTER
 
     def __init__(self, contracts: dict[str, Contract], specs: list[StreamSpec], keys: KeyRingSpec):
         super().__init__()
@@ -65,4 +86,4 @@ class PrivacyStreams(beam.PTransform):
 
     def expand(self, encrypted):
         return encrypted | "ConsentAndDecrypt" >> beam.ParDo(
-            _RevealFn(self.contracts, self.specs, self.keys)).with_outputs(*[s.name for s in self.specs])
+            _RevealFn(self.contracts, self.specs, self.keys)).with_outputs(DEAD_LETTER, *[s.name for s in self.specs])

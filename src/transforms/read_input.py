@@ -11,16 +11,24 @@ pass of the same CSV reader, and the ranges are spread over the workers (a Reshu
 small elements), so several workers parse, encrypt and write one big file; positions stay exact
 (``file:line``) and quoted CSV values may still span lines. A pattern that matches nothing fails
 the run at once with a clear message.
+
+No row stops a run: a row that cannot be read, parsed or converted is a dead letter (stage
+``read``) with its position and a reason that names contract fields only; a catch-all behind
+the specific checks makes any other failure of a row one too (its exception's class, never its
+text). A UTF-8 byte order mark is dropped. A CSV header that names a column twice is one dead
+letter for the file (position ``file:1``, counted as one row read) and the file's rows are not
+read: which of the two columns was meant cannot be known, and guessing could put a value in the
+wrong field.
 """
 from __future__ import annotations
 
 import csv
 import io
 import itertools
-import json
 import re
 
 import apache_beam as beam
+import orjson
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressedFile
 from apache_beam.metrics import Metrics
@@ -30,7 +38,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
-from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
 from transforms.worker_tuning import tune_worker
 
 FORMATS = ("csv", "jsonl")
@@ -38,6 +46,7 @@ DEFAULT_SPLIT_BYTES = 8 * 1024 * 1024
 _GLOBAL = (GlobalWindow(),)
 _MAX_MILLIS = 10**15  # about the year 33,000; Beam's timestamps end near 294,000
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+BOM = "\ufeff"
 
 
 def infer_format(pattern: str) -> str:
@@ -47,11 +56,37 @@ def infer_format(pattern: str) -> str:
     return "csv"
 
 
-def csv_rows(text, path: str, header: list[str] | None = None, first_line: int = 0, records: int | None = None):
+def _csv_problem(exc: csv.Error) -> str:
+    """The reader's complaint in words of our own (its messages are templates, but say it safely)."""
+    message = str(exc)
+    if message.startswith("field larger than field limit"):
+        return f"malformed CSV row: a value is longer than {csv.field_size_limit():,} characters"
+    if "NUL" in message:
+        return "malformed CSV row: it holds a NUL character"
+    return "malformed CSV row: quotes or line ends do not pair up"
+
+
+def duplicate_column(header: list[str], field_names=frozenset()) -> str | None:
+    """The problem of a CSV header that names a column twice, or None; names only contract fields."""
+    first: dict[str, int] = {}
+    for number, name in enumerate(header, 1):
+        if name in first:
+            named = f" '{name}'" if name in field_names else ""
+            return (f"the CSV header has the column name{named} twice (columns {first[name]} and {number}); "
+                    "the file's rows are not read")
+        first[name] = number
+    return None
+
+
+def csv_rows(text, path: str, header: list[str] | None = None, first_line: int = 0, records: int | None = None,
+             field_names=frozenset()):
     """(position, row dict, None) per CSV row of a text stream, or (position, None, problem).
 
     A whole file by default. A range of one (see ``_SplitFilesFn``): ``text`` positioned at the
     range's start, the file's ``header``, the lines before the range and the number of records.
+    A UTF-8 byte order mark before the header is dropped; a header with a column name twice is
+    one problem for the whole file (position ``file:1``; ``field_names``: the contract's fields,
+    the only names a problem may show).
     """
     reader = csv.reader(text)
     if header is None:
@@ -60,7 +95,13 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
         except StopIteration:
             return
         except csv.Error as exc:
-            yield f"{path}:1", None, f"unreadable CSV header: {exc}"
+            yield f"{path}:1", None, f"unreadable CSV header: {_csv_problem(exc)}"
+            return
+        if header and header[0].startswith(BOM):
+            header[0] = header[0][1:]
+        problem = duplicate_column(header, field_names)
+        if problem:
+            yield f"{path}:1", None, problem
             return
     width = len(header)
     line = first_line + reader.line_num
@@ -72,7 +113,7 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
         except StopIteration:
             return
         except csv.Error as exc:
-            yield f"{path}:{line + 1}", None, f"malformed CSV row: {type(exc).__name__}"
+            yield f"{path}:{line + 1}", None, _csv_problem(exc)
             line = first_line + reader.line_num
             continue
         position = f"{path}:{line + 1}"
@@ -88,9 +129,15 @@ def csv_rows(text, path: str, header: list[str] | None = None, first_line: int =
 
 
 def jsonl_rows(text, path: str, first_line: int = 0, records: int | None = None):
-    """(position, object, None) per JSON line of a text stream, or (position, None, problem)."""
+    """(position, object, None) per JSON line of a text stream, or (position, None, problem).
+
+    Lines parse with orjson: strict JSON (no NaN or Infinity, no lone surrogates, numbers that
+    fit a double), nesting at most 1024 deep; a UTF-8 byte order mark on line 1 is dropped.
+    """
     lines = text if records is None else itertools.islice(text, records)
     for number, line in enumerate(lines, start=first_line + 1):
+        if number == 1 and line.startswith(BOM):
+            line = line[1:]
         if not line.strip():
             continue
         position = f"{path}:{number}"
@@ -98,11 +145,11 @@ def jsonl_rows(text, path: str, first_line: int = 0, records: int | None = None)
             yield position, None, "line is not valid UTF-8"
             continue
         try:
-            row = json.loads(line)
-        except ValueError as exc:
-            yield position, None, f"not valid JSON (column {getattr(exc, 'colno', '?')})"
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield position, None, f"not valid JSON (column {exc.colno})"
             continue
-        if not isinstance(row, dict):
+        if row.__class__ is not dict:
             yield position, None, "a JSONL line must be a JSON object"
         else:
             yield position, row, None
@@ -132,6 +179,10 @@ def _record_ranges(readable_file, input_format: str, split_bytes: int):
                 header = next(reader)
             except (StopIteration, csv.Error):
                 return None  # the parser reports it
+            if header and header[0].startswith(BOM):
+                header[0] = header[0][1:]
+            if duplicate_column(header):
+                return None  # the parser reports it, once for the file
             step, line_count = reader.__next__, lambda: reader.line_num
         else:
             counted = [0]
@@ -187,6 +238,8 @@ class _ParseRowsFn(beam.DoFn):
 
     def setup(self):
         tune_worker()
+        self.failures = FailureLog("read")
+        self.field_names = frozenset(node.name for node in self.batch_input.contract.nodes)
 
     def _reject(self, position: str, reason: str):
         self.rejected.inc()
@@ -203,7 +256,7 @@ class _ParseRowsFn(beam.DoFn):
             if start:
                 text.seek(start)
             if self.input_format == "csv":
-                rows = csv_rows(text, path, header, first_line, records)
+                rows = csv_rows(text, path, header, first_line, records, self.field_names)
             else:
                 rows = jsonl_rows(text, path, first_line, records)
             try:
@@ -214,10 +267,13 @@ class _ParseRowsFn(beam.DoFn):
                         continue
                     try:
                         event = to_event(row)
+                        millis = event["strmMeta"]["timestamp"]
                     except EventError as err:
                         yield self._reject(position, err.reason)
                         continue
-                    millis = event["strmMeta"]["timestamp"]
+                    except Exception as exc:  # the catch-all: class and stage, never the text
+                        yield self._reject(position, self.failures.record(exc, position))
+                        continue
                     if millis.__class__ is int and -_MAX_MILLIS < millis < _MAX_MILLIS:
                         # The event's time in the read's global window: what a TimestampedValue
                         # becomes, without float seconds and a window assignment per element.

@@ -15,7 +15,9 @@ contract. ``strmMeta.timestamp`` (epoch ms, set by the gateway on acceptance) be
 element's event time; a message without it is a dead letter.
 
 Positions name the message, never its content: ``pubsub:<message id>``,
-``kafka:<topic>/<partition>@<offset>``.
+``kafka:<topic>/<partition>@<offset>``. Dead letters never echo a message's text or attributes:
+an unknown ``Strm-Schema-Ref`` appears in ``describe_ref``'s bounded form; a failure no check
+foresaw is caught per message (its exception's class, never its text).
 
 Watermarks: Pub/Sub's follows publish time, or the ``timestamp_attribute`` when given (e.g. an
 attribute holding strmMeta.timestamp); Kafka's follows the records' create time
@@ -29,15 +31,16 @@ where the pipeline is built, e.g. the Flink job's launcher.
 from __future__ import annotations
 
 import io
-import json
 
 import apache_beam as beam
 import fastavro
+import orjson
 from apache_beam.metrics import Metrics
 
 from contracts.avro import avro_schema
 from contracts.model import Contract
-from transforms.dead_letters import DEAD_LETTER, dead_letter
+from contracts.strm_meta import TIMESTAMP_MS, describe_ref
+from transforms.dead_letters import DEAD_LETTER, FailureLog, contract_label, dead_letter
 
 JSON, AVRO = "json", "avro"
 FORMATS = (JSON, AVRO)
@@ -58,25 +61,28 @@ class _ParseMessageFn(beam.DoFn):
     def setup(self):
         self.schemas = {ref: fastavro.parse_schema(avro_schema(c)) for ref, c in self.contracts.items()}
         self.only_ref = next(iter(self.contracts)) if len(self.contracts) == 1 else None
+        self.failures = FailureLog("read")
 
-    def _reject(self, position: str, reason: str, ref: str | None = None):
+    def _reject(self, position: str, reason: str, ref=None):
         self.rejected.inc()
-        return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(position, "read", reason, ref or self.only_ref))
+        label = contract_label(ref, self.contracts) if ref is not None else self.only_ref
+        return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(position, "read", reason, label))
 
     def _decode(self, payload: bytes, attributes: dict):
         media_type = attributes.get(SERIALIZATION_ATTRIBUTE)
         form = MEDIA_TYPES.get(media_type, self.payload_format) if media_type else self.payload_format
         if media_type and media_type not in MEDIA_TYPES:
-            raise ValueError(f"{SERIALIZATION_ATTRIBUTE} '{media_type}' is not one of {', '.join(MEDIA_TYPES)}")
+            raise ValueError(f"{SERIALIZATION_ATTRIBUTE} is not one of {', '.join(MEDIA_TYPES)}")
         if form == JSON:
             try:
-                return json.loads(payload)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ValueError(f"not valid JSON (column {getattr(exc, 'colno', '?')})") from None
+                return orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON (column {exc.colno})") from None
         ref = attributes.get(SCHEMA_ATTRIBUTE) or self.only_ref
-        schema = self.schemas.get(ref)
+        schema = self.schemas.get(ref) if ref.__class__ is str else None
         if schema is None:
-            raise ValueError(f"an Avro message needs a known contract in {SCHEMA_ATTRIBUTE}, got '{ref}'")
+            shown = f"'{describe_ref(ref)}'" if ref is not None else "nothing"
+            raise ValueError(f"an Avro message needs a known contract in {SCHEMA_ATTRIBUTE}, got {shown}")
         try:
             return fastavro.schemaless_reader(io.BytesIO(payload), schema)
         except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
@@ -85,17 +91,21 @@ class _ParseMessageFn(beam.DoFn):
     def process(self, message):
         position, payload, attributes = message
         self.read.inc()
+        attributes = attributes or {}
         try:
-            event = self._decode(payload, attributes or {})
-        except ValueError as exc:
-            yield self._reject(position, str(exc), (attributes or {}).get(SCHEMA_ATTRIBUTE))
+            event = self._decode(payload, attributes)
+            meta = event.get("strmMeta") if event.__class__ is dict else None
+            millis = meta.get("timestamp") if meta.__class__ is dict else None
+        except ValueError as exc:  # our own messages above: they name no value
+            yield self._reject(position, str(exc), attributes.get(SCHEMA_ATTRIBUTE))
             return
-        meta = event.get("strmMeta") if isinstance(event, dict) else None
-        if not isinstance(meta, dict):
+        except Exception as exc:  # the catch-all: class and stage, never the text
+            yield self._reject(position, self.failures.record(exc, position), attributes.get(SCHEMA_ATTRIBUTE))
+            return
+        if meta is None:
             yield self._reject(position, "an event must be a JSON object with strmMeta")
             return
-        millis = meta.get("timestamp")
-        if not isinstance(millis, int) or isinstance(millis, bool) or millis < 0:
+        if millis.__class__ is not int or not 0 <= millis <= TIMESTAMP_MS[1]:
             yield self._reject(position, "strmMeta/timestamp is missing or not epoch milliseconds",
                                meta.get("eventContractRef"))
             return

@@ -1,12 +1,17 @@
 """ValidateEvents: check (position, event) pairs against their contracts.
 
-    from transforms.validate import ValidateEvents
+    from transforms.validate import ContractCheck, ValidateEvents
     checked = pairs | ValidateEvents({contract.ref: contract})
-    checked[ValidateEvents.VALID]        # events (dicts with strmMeta), timestamps kept
+    checked[ValidateEvents.VALID]        # (position, event) pairs, timestamps kept
     checked[ValidateEvents.DEAD_LETTER]  # one row per rejected event: position + reason
 
-The contract is looked up by ``strmMeta.eventContractRef``; unknown or not ACTIVE contracts,
-wrong types, missing required fields, empty key fields and regex failures are dead letters.
+    check = ContractCheck({contract.ref: contract})     # the same decision, without Beam
+    event, dead = check("in.csv:7", event)             # exactly one of the two is None
+
+The contract is looked up by ``strmMeta.eventContractRef``; unknown or not ACTIVE contracts and
+everything ``contracts.events.EventValidator`` refuses are dead letters. An unknown reference
+appears in the dead letter only in ``describe_ref``'s bounded, sanitised form. Valid events
+keep their position, so that later stages' dead letters can name it.
 """
 from __future__ import annotations
 
@@ -15,8 +20,40 @@ from apache_beam.metrics import Metrics
 
 from contracts.events import EventError, EventValidator
 from contracts.model import Contract
-from transforms.dead_letters import DEAD_LETTER, dead_letter
+from contracts.strm_meta import describe_ref
+from transforms.dead_letters import DEAD_LETTER, FailureLog, contract_label, dead_letter
 from transforms.worker_tuning import tune_worker
+
+
+class ContractCheck:
+    """The pipelines' per-event contract decision: (event, None) or (None, dead-letter row)."""
+
+    def __init__(self, contracts: dict[str, Contract]):
+        self.contracts = contracts
+        self.validators = {ref: EventValidator(c) for ref, c in contracts.items() if c.is_active}
+        self.failures = FailureLog("validate")
+
+    def __call__(self, position: str, event) -> tuple[dict | None, dict | None]:
+        meta = event.get("strmMeta") if event.__class__ is dict else None
+        ref = meta.get("eventContractRef") if meta.__class__ is dict else None
+        validator = self.validators.get(ref) if ref.__class__ is str else None
+        if validator is None:
+            if ref is None:
+                reason = "strmMeta.eventContractRef is missing"
+            elif ref.__class__ is not str:
+                reason = "strmMeta.eventContractRef is not a text"
+            elif ref in self.contracts:
+                reason = f"contract '{ref}' is not ACTIVE"
+            else:
+                reason = f"unknown contract '{describe_ref(ref)}'"
+            return None, dead_letter(position, "validate", reason, contract_label(ref, self.contracts))
+        try:
+            return validator.check(event), None
+        except EventError as err:
+            reason = err.reason
+        except Exception as exc:  # the catch-all: class and stage, never the text
+            reason = self.failures.record(exc, position)
+        return None, dead_letter(position, "validate", reason, ref)
 
 
 class _ValidateFn(beam.DoFn):
@@ -27,31 +64,21 @@ class _ValidateFn(beam.DoFn):
 
     def setup(self):
         tune_worker()
-        self.validators = {ref: EventValidator(c) for ref, c in self.contracts.items() if c.is_active}
+        self.check = ContractCheck(self.contracts)
 
     def process(self, pair):
         position, event = pair
-        meta = event.get("strmMeta") if isinstance(event, dict) else None
-        ref = meta.get("eventContractRef") if isinstance(meta, dict) else None
-        validator = self.validators.get(ref)
-        if validator is None:
-            reason = (f"contract '{ref}' is not ACTIVE" if ref in self.contracts
-                      else f"unknown contract '{ref}'" if ref else "strmMeta.eventContractRef is missing")
+        checked, dead = self.check(position, event)
+        if dead is not None:
             self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(position, "validate", reason, ref))
-            return
-        try:
-            checked = validator.check(event)
-        except EventError as err:
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(position, "validate", err.reason, ref))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead)
             return
         self.valid.inc()
-        yield checked
+        yield position, checked
 
 
 class ValidateEvents(beam.PTransform):
-    """Splits (position, event) pairs into valid events and dead letters."""
+    """Splits (position, event) pairs into valid (position, event) pairs and dead letters."""
 
     VALID = "valid"
     DEAD_LETTER = DEAD_LETTER

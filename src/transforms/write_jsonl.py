@@ -30,6 +30,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
+from privacy.keyring import utc_day
+
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024
 _GLOBAL_WINDOW = GlobalWindow()
 
@@ -42,7 +44,7 @@ def day_partition(event: dict) -> str:
     """``date=YYYY-MM-DD`` of the event's strmMeta.timestamp (UTC), or of its ``createdAt``."""
     meta = event.get("strmMeta")
     millis = meta.get("timestamp") if isinstance(meta, dict) else event.get("createdAt", 0)
-    return "date=" + datetime.fromtimestamp((millis or 0) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return "date=" + utc_day(millis or 0)  # zero-padded years: date=0999-12-31
 
 
 class _ShardWriter:
