@@ -125,7 +125,7 @@ def test_nulls_and_wrong_types_become_dead_letters(conn, table, batch, contract)
         positions = dead | "Positions" >> beam.Map(lambda d: d["position"].startswith(f"shopdb:{table}@(")
                                                     and "thirty" not in str(d) and "XXL" not in str(d))
         assert_that(positions, equal_to([True] * 6), label="ctid positions, no values")
-        assert_that(checked[ValidateEvents.VALID] | beam.Map(lambda e: e["transactionId"]), equal_to(["t1"]),
+        assert_that(checked[ValidateEvents.VALID] | beam.Map(lambda pair: pair[1]["transactionId"]), equal_to(["t1"]),
                     label="valid")
 
 

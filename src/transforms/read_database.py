@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
 from contracts.table_rows import text_form
-from transforms.dead_letters import DEAD_LETTER, dead_letter
+from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
 from transforms.postgres_ranges import PostgresSource, plan_read, read_range
 
 _MAX_MILLIS = 10**15  # beyond this a timestamp is no time: the contract check rejects the event
@@ -49,6 +49,7 @@ class _RowsToEvents:
         self.batch_input = batch_input
         self.rows_read = Metrics.counter("pipeline", "rows_read")
         self.rejected = Metrics.counter("pipeline", "dead_letter_read")
+        self.failures = FailureLog("read")
 
     def convert(self, position: str, row: dict):
         self.rows_read.inc()
@@ -56,8 +57,8 @@ class _RowsToEvents:
             return _timestamped(position, self.batch_input.to_event(row))
         except EventError as err:
             reason = err.reason
-        except Exception as exc:  # a value no conversion expected: the row, not the run, fails
-            reason = f"row could not be converted ({type(exc).__name__})"
+        except Exception as exc:  # the catch-all, as ReadBatchInput's: class and stage, never the text
+            reason = self.failures.record(exc, position)
         self.rejected.inc()
         return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(position, "read", reason, self.batch_input.contract.ref))
 
