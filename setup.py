@@ -54,6 +54,8 @@ setup(
         "mmh3>=4,<6",
         "orjson>=3.9,<4",
         "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
+        "psycopg[binary]>=3.2,<4",      # PostgreSQL tables as batch input (C row decoding: 4x pg8000)
+        "numpy>=1.24,<3",               # micro-aggregation (MDAV) in privacy.kanonymity
         "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
     ],
     extras_require={
@@ -73,6 +75,7 @@ setup(
             "httpx>=0.27,<0.29",
             "pandas>=2,<4",
             "confluent-kafka>=2.3,<3",  # gateway.publish_kafka's tests (no broker: URIs, timeouts)
+            "pycanon>=1.3,<2",          # an independent k-anonymity check of micro-aggregated output
         ],
         "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
             "duckdb>=1.3,<3",

@@ -79,7 +79,7 @@ def test_a_saved_project_follows_the_schema_and_reads_back_the_same(tmp_path):
     project = make_project(tmp_path, "demo")
     project.create_privacy_stream(None, "demo", "CUMULATIVE", [1], ["userId"])
     project.create_data_connector({"name": "disk", "kind": "local", "path": str(tmp_path / "x")})
-    project.create_data_connector({"name": "db", "kind": "jdbc", "uri": "jdbc:postgresql://h/d"})
+    project.create_data_connector({"name": "db", "kind": "postgresql", "uri": "postgresql://h/d"})
     project.create_batch_exporter("demo-1", "disk", path_prefix="a/b")
     project.save()
     from schemas import check, schema_path

@@ -127,16 +127,27 @@ def test_azure_blob_storage_is_the_azure_kind_and_a_service_principal_is_kept_by
     assert not kept.exists()
 
 
-def test_a_jdbc_connector_cannot_be_an_exporter_target(tmp_path, capsys):
+def test_a_database_connector_cannot_be_an_exporter_target(tmp_path, capsys):
+    """The reference's jdbc connector is the pipeline config's postgresql connector: one model."""
     p = ["--project_dir", str(tmp_path)]
     assert cli(capsys, "create", "stream", "demo", *p)[0] == 0
-    code, out, _ = cli(capsys, "create", "data-connector", "jdbc", "db", "--uri",
-                       "jdbc:postgresql://127.0.0.1/test?user=u&password=pw", "--database-type", "postgres", *p)
-    assert code == 0 and "password=***" in out and "pw" not in out.replace("password", "")
+    code, out, err = cli(capsys, "create", "data-connector", "jdbc", "db", "--uri",
+                         "jdbc:postgresql://127.0.0.1/test?user=u&password=pw", "--database-type", "postgres", *p)
+    assert code == 2 and "--uri holds a password" in err and "pw" not in (out + err).replace("password", "")
+    code, out, _ = cli(capsys, "create", "data-connector", "jdbc", "db", "--uri", "jdbc:postgresql://127.0.0.1/test?user=u",
+                       "--database-type", "postgres", "--credentials-env", "DB_PASSWORD", *p)
+    assert code == 0
+    assert Project.open(tmp_path).data_connectors["db"].entry == {
+        "name": "db", "kind": "postgresql", "uri": "postgresql://u@127.0.0.1/test", "credentials": {"env": "DB_PASSWORD"}}
     code, _, err = cli(capsys, "create", "batch-exporter", "demo", "--data-connector", "db", *p)
-    assert code == 2 and "data connector 'db' is a JDBC connector" in err and "cannot be a batch exporter target" in err
+    assert code == 2 and "connector 'db' is a postgresql connector, a source of batch jobs" in err
     code, _, err = cli(capsys, "create", "data-connector", "jdbc", "db2", "--uri", "postgres://x", *p)
-    assert code == 2 and "JDBC URI" in err
+    assert code == 2 and "PostgreSQL JDBC URI" in err
+    code, _, err = cli(capsys, "create", "data-connector", "jdbc", "db3", "--uri", "jdbc:postgresql://h/d",
+                       "--database-type", "mysql", *p)
+    assert code == 2 and "only POSTGRES" in err
+    assert cli(capsys, "create", "data-connector", "bigquery", "wh", "--project", "demo-project", *p)[0] == 0
+    assert cli(capsys, "create", "data-connector", "postgresql", "pg", "--uri", "postgresql://r@db/shop", *p)[0] == 0
 
 
 def test_exporters_of_a_pipeline_are_checked_together(tmp_path, capsys):

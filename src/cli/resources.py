@@ -19,7 +19,8 @@ A data connector is stored as a pipeline config's ``connectors:`` entry (pipelin
 kinds s3, gcs, azure, local; ``azure-blob-storage`` is the reference's name for azure) and
 checked by the same ``parse_connector``; credentials are kept by reference (a file or a
 variable), except a service principal given as flags, kept in ``<project>/credentials/`` (0600).
-A jdbc connector is a batch job's source and cannot be a batch exporter target.
+A database connector (postgresql, bigquery; ``jdbc`` with a ``jdbc:postgresql://`` URI is the
+reference's name for postgresql) is a batch job's source and cannot be a batch exporter target.
 
 A pipeline's client secret is printed once, by ``create stream`` and by ``rotate-credentials``
 (the project keeps only its hash); rotating or deleting a pipeline refuses every token issued
@@ -33,14 +34,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import asdict
 from urllib.parse import urlparse
 
 from cli.main import summary
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
-from controlplane.project import JDBC
 from privacy.masking import DEFAULT_MASK_HASH, MASK_HASHES
 
 _CREDENTIALS = [("--credentials-file", "file holding the credentials (kept by reference, never copied)"),
@@ -60,13 +59,20 @@ CONNECTOR_FLAGS = {
                            (_CREDENTIALS[1][0], "variable holding a connection string or that JSON"),
                            ("--tenant-id", "Azure AD tenant"), ("--client-id", "app client id"),
                            ("--client-secret", "app client secret (kept in <project>/credentials/, mode 0600)")],
-    "jdbc": [("--uri", "JDBC URI"), ("--database-type", "POSTGRES, MYSQL, BIGQUERY or SNOWFLAKE")],
+    "postgresql": [("--uri", "postgresql://[user@]host[:port]/database (no password)"),
+                   (_CREDENTIALS[0][0], "file holding the password"), (_CREDENTIALS[1][0], "variable holding the password")],
+    "jdbc": [("--uri", "jdbc:postgresql://host[:port]/database[?user=NAME] (no password)"),
+             ("--database-type", "POSTGRES (MYSQL, BIGQUERY and SNOWFLAKE are not supported)"),
+             (_CREDENTIALS[0][0], "file holding the password"), (_CREDENTIALS[1][0], "variable holding the password")],
+    "bigquery": [("--project", "project billed for reads (optional)"),
+                 (_CREDENTIALS[0][0], "service account JSON file"), (_CREDENTIALS[1][0], "variable holding that JSON")],
 }
 # the reference CLI's connector types -> the kinds of pipelines.connectors (and jdbc, a batch-job source)
-CONNECTOR_KINDS = {"local": "local", "s3": "s3", "gcs": "gcs", "azure-blob-storage": "azure", "jdbc": "jdbc"}
+CONNECTOR_KINDS = {"local": "local", "s3": "s3", "gcs": "gcs", "azure-blob-storage": "azure",
+                   "postgresql": "postgresql", "jdbc": "postgresql", "bigquery": "bigquery"}
 CONNECTOR_ALIASES = {"azure-blob-storage": ["azure"]}
 _REQUIRED = {"s3": ["bucket_name"], "gcs": ["bucket_name"], "azure-blob-storage": ["storage_account_uri", "container_name"],
-             "jdbc": ["uri"]}
+             "jdbc": ["uri"], "postgresql": ["uri"]}
 
 
 def register(subparsers) -> None:
@@ -104,11 +110,12 @@ def register(subparsers) -> None:
     types.required = True
     for type_, flags in CONNECTOR_FLAGS.items():
         parser = types.add_parser(type_, aliases=CONNECTOR_ALIASES.get(type_, []), help=f"{type_} data connector"
-                                  + ("" if type_ != "jdbc" else " (a batch job's source; not an exporter target)"))
+                                  + ("" if CONNECTOR_KINDS[type_] not in ("postgresql", "bigquery")
+                                     else " (a batch job's source; not an exporter target)"))
         parser.add_argument("name", help="data connector name (1-63 lowercase letters, digits and '-')")
         for flag, help_text in flags:
             parser.add_argument(flag, help=help_text)
-        if type_ != "jdbc":
+        if CONNECTOR_KINDS[type_] not in ("postgresql", "bigquery"):   # sources are read, not written
             parser.add_argument("--no-probe", dest="probe", action="store_false",
                                 help="do not check now that the credentials can be read and the location written")
         add_project_arg(parser)
@@ -220,24 +227,15 @@ def privacy_stream_view(stream) -> dict:
 
 def _connector_view(connector) -> dict:
     entry = {k: v for k, v in connector.entry.items() if k != "name"}
-    if "uri" in entry:
-        entry["uri"] = _masked(entry["uri"])
     return {"ref": {"name": connector.name}, **entry}
 
 
-def _masked(uri: str) -> str:
-    """A JDBC URI without the password it may carry."""
-    return re.sub(r"(?i)(password=)[^&;]*", r"\1***", uri)
-
-
 def _connector_row(project, connector) -> dict:
-    location = _masked(connector.entry.get("uri", ""))
-    if connector.kind != JDBC:
-        try:
-            location = connector.connector(str(project.path)).base_uri
-        except ProjectError as exc:
-            location = f"invalid: {exc}"
-    credentials = connector.entry.get("credentials", "default" if connector.kind != JDBC else "")
+    try:
+        location = connector.connector(str(project.path)).base_uri
+    except ProjectError as exc:
+        location = f"invalid: {exc}"
+    credentials = connector.entry.get("credentials", "default")
     return {"name": connector.name, "kind": connector.kind, "location": location, "credentials": credentials}
 
 
@@ -354,11 +352,18 @@ def _connector_entry(args, project) -> tuple[dict, str | None]:
     """The ``connectors:`` entry of pipelines.connectors for the flags, and credentials to keep."""
     kind = CONNECTOR_KINDS[args.connector_type]
     entry = {"name": args.name, "kind": kind}
-    if kind == "jdbc":
-        return {**entry, "uri": args.uri, "database_type": args.database_type}, None
+    if kind == "postgresql":
+        entry["uri"] = _postgresql_uri(args.uri) if args.connector_type == "jdbc" else args.uri
+        if args.connector_type == "jdbc" and (args.database_type or "POSTGRES").upper() not in ("POSTGRES", "POSTGRESQL"):
+            raise ProjectError(f"--database-type {args.database_type}: only POSTGRES databases can be read (and "
+                               "BigQuery, with `pstream create data-connector bigquery`)")
+    elif kind == "bigquery" and args.project:
+        entry["project"] = args.project
     if kind == "local":
         return {**entry, "path": args.path or str(project.directory / "exports" / args.name)}, None
-    if kind in ("s3", "gcs"):
+    if kind in ("postgresql", "bigquery"):
+        pass
+    elif kind in ("s3", "gcs"):
         entry["bucket"] = args.bucket_name
         if kind == "s3":
             if args.assume_role_arn:
@@ -386,6 +391,20 @@ def _connector_entry(args, project) -> tuple[dict, str | None]:
         kept = json.dumps(dict(zip(("tenant_id", "client_id", "client_secret"), principal)))
         entry["credentials"] = {"file": str(project.credentials_dir() / f"{args.name}.json")}
     return entry, kept
+
+
+def _postgresql_uri(jdbc_uri: str) -> str:
+    """``jdbc:postgresql://host:5432/db?user=u`` -> ``postgresql://u@host:5432/db``; a password is refused."""
+    if not jdbc_uri.startswith("jdbc:postgresql://"):
+        raise ProjectError("--uri must be a PostgreSQL JDBC URI (jdbc:postgresql://host[:port]/database)")
+    parsed = urlparse(jdbc_uri[len("jdbc:"):])
+    query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
+    if "password" in {k.lower() for k in query} or parsed.password:
+        raise ProjectError("--uri holds a password: give it with --credentials-file or --credentials-env")
+    user = query.pop("user", None) or parsed.username
+    rest = "&".join(f"{k}={v}" for k, v in query.items())
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    return f"postgresql://{user + '@' if user else ''}{host}{parsed.path}{'?' + rest if rest else ''}"
 
 
 def _azure_location(uri: str) -> dict:

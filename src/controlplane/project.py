@@ -69,8 +69,6 @@ PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
 DEFAULT_PROJECT_DIR = Path.home() / ".config" / "pstream"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PIPELINE_NAME = NAME
-JDBC = "jdbc"
-JDBC_DATABASE_TYPES = ("POSTGRES", "MYSQL", "BIGQUERY", "SNOWFLAKE")
 SHORT_INTERVALS_ENV = "PSTREAM_ALLOW_SHORT_INTERVALS"   # tests of the local loop: intervals from 1 s
 MAX_PROJECT_BYTES = 16 << 20
 _HASH = "sha256"
@@ -153,9 +151,9 @@ class PrivacyStream:
 @dataclass
 class DataConnector:
     """A data connector as the project file stores it: ``entry`` is the mapping that
-    ``pipelines.connectors.parse_connector`` accepts (kind s3 | gcs | azure | local, the same
-    keys as a pipeline config's ``connectors:``), or a JDBC source (kind jdbc: ``uri``,
-    ``database_type``), which batch jobs read from and which is never an export target."""
+    ``pipelines.connectors.parse_connector`` accepts (kind s3 | gcs | azure | local, or a
+    database a batch job reads: postgresql | bigquery, never an export target; the same keys as
+    a pipeline config's ``connectors:``)."""
 
     entry: dict
 
@@ -171,12 +169,9 @@ class DataConnector:
         return dict(self.entry)
 
     def connector(self, source: str):
-        """The ``pipelines.connectors.Connector``; ProjectError for JDBC or an invalid entry."""
+        """The ``pipelines.connectors.Connector``; ProjectError for an invalid entry."""
         from pipelines.connectors import ConnectorError, parse_connector
 
-        if self.kind == JDBC:
-            raise ProjectError(f"{source}: data connector '{self.name}' is a JDBC connector (a source of batch "
-                               "jobs): it cannot be a batch exporter target; use s3, gcs, azure or local")
         try:
             return parse_connector(self.entry, f"{source}: data_connectors")
         except ConnectorError as exc:
@@ -229,8 +224,9 @@ def _load_pipeline(entry: dict) -> Pipeline:
 def _refuse_old_forms(data, path: Path) -> None:
     """Entries of earlier project files that the schema would only call unknown keys: say how to fix them."""
     for entry in (data.get("data_connectors") or []) if isinstance(data, dict) else []:
-        if isinstance(entry, dict) and "type" in entry and "settings" in entry:
-            raise ProjectError(f"{path}: data connector '{entry.get('name')}' is in the old form (type, settings): "
+        if isinstance(entry, dict) and (("type" in entry and "settings" in entry) or entry.get("kind") == "jdbc"):
+            form = entry.get("kind") or "type, settings"
+            raise ProjectError(f"{path}: data connector '{entry.get('name')}' is in an old form ({form}): "
                                "delete it from the file and create it again with `pstream create data-connector`")
 
 
@@ -458,7 +454,7 @@ class Project:
 
     # ------------------------------------------------------ data connectors
     def create_data_connector(self, entry: dict) -> DataConnector:
-        """Add a connector given as a pipeline config's ``connectors:`` entry (or a JDBC source).
+        """Add a connector given as a pipeline config's ``connectors:`` entry.
 
         The name follows the project's resource names; the rest is validated by
         ``pipelines.connectors.parse_connector``, with its messages; a local connector's path
@@ -468,13 +464,10 @@ class Project:
         name = check_name("data connector", entry.get("name"))
         if name in self.data_connectors:
             raise ProjectError(f"a data connector named '{name}' already exists")
-        if entry.get("kind") == JDBC:
-            connector = DataConnector(_jdbc_entry(entry, str(self.path)))
-        else:
-            connector = DataConnector(entry)
-            parsed = connector.connector(str(self.path))
-            if parsed.kind == "local":
-                entry["path"] = parsed.bucket
+        connector = DataConnector(entry)
+        parsed = connector.connector(str(self.path))
+        if parsed.kind == "local":
+            entry["path"] = parsed.bucket
         self.data_connectors[connector.name] = connector
         return connector
 
@@ -557,15 +550,3 @@ class Project:
         except ProjectError:
             return None
 
-
-def _jdbc_entry(entry: dict, source: str) -> dict:
-    where = f"{source}: connector '{entry.get('name')}'"
-    unknown = sorted(set(entry) - {"name", "kind", "uri", "database_type"})
-    if unknown:
-        raise ProjectError(f"{where}: unknown key(s) for kind jdbc: {', '.join(unknown)}")
-    if not str(entry.get("uri") or "").startswith("jdbc:"):
-        raise ProjectError(f"{where}: uri must be a JDBC URI (jdbc:...)")
-    database_type = entry.get("database_type")
-    if database_type is not None and str(database_type).upper() not in JDBC_DATABASE_TYPES:
-        raise ProjectError(f"{where}: database_type must be one of {', '.join(JDBC_DATABASE_TYPES)}")
-    return {**entry, **({"database_type": str(database_type).upper()} if database_type else {})}

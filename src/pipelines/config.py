@@ -35,6 +35,17 @@ Editors: with yaml-language-server (VS Code's YAML extension and others), start 
 
 (``python -c "import schemas; print(schemas.schema_path('pipeline-config'))"`` prints it).
 
+Instead of files, ``input`` may name a database connector (``connectors:``, see
+pipelines/connectors.py) and a table or query: ``{connector: shopdb, table: public.orders,
+split_by: id, incremental: {column: id}}``, see pipelines/sources.py. The second job kind::
+
+    job: micro_aggregation             # default: encryption (the privacy streams job)
+    micro_aggregation:
+      k: 5                             # or --k
+      quasi_identifiers: [age, zip]    # or --quasi_identifiers; default: the contract's isQuasiId
+      consent_levels: [1]              # records must consent to each; default: to anything
+      max_suppressed: 0.0              # share of records that may be suppressed (privacy.kanonymity)
+
 A problem is reported as ``ConfigError`` naming the file and the key.
 """
 from __future__ import annotations
@@ -46,6 +57,9 @@ from pathlib import Path
 from contracts import Contract, ContractError, load_contract
 from contracts.batch_input import ConsentConfig, TimestampConfig
 from contracts.regex import RegexError
+from pipelines.connectors import ConnectorError, parse_connectors
+from pipelines.sources import DatabaseInput, SourceConfigError, parse_database_input
+from privacy.kanonymity import MicroAggregationError, MicroAggregationSpec
 from privacy.keyring import DEFAULT_RETENTION_DAYS
 from privacy.masking import DEFAULT_MASK_HASH
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec, default_stream_name
@@ -55,6 +69,8 @@ from transforms.write_jsonl import DEFAULT_MAX_BYTES
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "webshop.yaml"
 SCHEMA = "pipeline-config"
 MIN_INTERVAL, MAX_INTERVAL = 30, 3600
+ENCRYPTION, MICRO_AGGREGATION = "encryption", "micro_aggregation"
+JOBS = (ENCRYPTION, MICRO_AGGREGATION)
 
 
 class ConfigError(ValueError):
@@ -84,6 +100,9 @@ class PipelineConfig:
     source: str = str(DEFAULT_CONFIG)
     is_default_example: bool = False
     extra: dict = field(default_factory=dict)
+    database: DatabaseInput | None = None      # input from a database connector instead of files
+    job: str = ENCRYPTION
+    micro_aggregation: MicroAggregationSpec | None = None
 
     def output_dir(self, *parts: str) -> str:
         return "/".join([self.output.rstrip("/"), *parts])
@@ -150,6 +169,21 @@ def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec
     if duplicates:
         raise ConfigError(f"{source}: streams: names must be unique, repeated: {', '.join(sorted(duplicates))}")
     return specs
+
+
+def _micro_aggregation(data: dict, contract: Contract, overrides: dict, source: str) -> MicroAggregationSpec:
+    section = data.get("micro_aggregation") or {}   # its keys and types: the schema checked them
+    k = overrides.get("k", section.get("k"))
+    if k is None:
+        raise ConfigError(f"{source}: the micro_aggregation job needs k (micro_aggregation.k or --k)")
+    names = overrides.get("quasi_identifiers") or section.get("quasi_identifiers")
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    try:
+        return MicroAggregationSpec.for_contract(contract, k, names, section.get("consent_levels") or (),
+                                                 section.get("max_suppressed") or 0.0)
+    except (MicroAggregationError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: micro_aggregation: {exc}") from None
 
 
 def _check_input_field(field: str | None, key: str, source: str, contract: Contract) -> None:
@@ -225,6 +259,18 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     input_format = overrides.get("input_format") or (None if "input" in overrides else inputs.get("format"))
     if input_format not in (None, "csv", "jsonl"):
         raise ConfigError(f"{source}: input.format '{input_format}' is not csv or jsonl")
+    database = None
+    if "input" not in overrides:   # --input reads files, whatever the config's input is
+        try:
+            database = parse_database_input(inputs, parse_connectors(data.get("connectors"), source), source)
+        except (ConnectorError, SourceConfigError) as exc:
+            raise ConfigError(str(exc)) from None
+    job = overrides.get("job") or data.get("job") or ENCRYPTION
+    if job not in JOBS:
+        raise ConfigError(f"{source}: job '{job}' is not one of {', '.join(JOBS)}")
+    if job == ENCRYPTION and ("k" in overrides or "quasi_identifiers" in overrides):
+        raise ConfigError(f"{source}: --k and --quasi_identifiers belong to --job micro_aggregation")
+    micro = _micro_aggregation(data, contract, overrides, source) if job == MICRO_AGGREGATION else None
     return PipelineConfig(
         name=name,
         contract=contract,
@@ -242,5 +288,9 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         max_file_bytes=int(overrides.get("max_file_bytes") or export.get("max_file_bytes") or DEFAULT_MAX_BYTES),
         source=source,
         is_default_example=path is None and "input" not in overrides,
-        extra={k: v for k, v in data.items() if k not in ("name", "contract", "input", "streams", "export", "output", "keys")},
+        extra={k: v for k, v in data.items() if k not in ("name", "contract", "input", "streams", "export", "output",
+                                                          "keys", "job", "micro_aggregation")},
+        database=database,
+        job=job,
+        micro_aggregation=micro,
     )

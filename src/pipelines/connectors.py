@@ -22,6 +22,11 @@ encrypted stream, a privacy stream by name, or the key stream) to a connector, e
       - {name: blob, kind: azure, account: acmeexports, container: events,
          credentials: {env: AZURE_STORAGE_CONNECTION_STRING}}
       - {name: disk, kind: local, path: /data/exports}
+      - name: shopdb                      # a source of batch jobs (input: {connector: shopdb, ...})
+        kind: postgresql
+        uri: postgresql://reader@db.internal:5432/shop?sslmode=require
+        credentials: {env: SHOPDB_PASSWORD}
+      - {name: warehouse, kind: bigquery, project: acme-analytics, credentials: default}
     exporters:
       - {output: encrypted, connector: lake, path_prefix: shop/encrypted, interval: 60}
       - {output: webshop-1, connector: blob, path_prefix: streams/webshop-1}
@@ -39,6 +44,13 @@ Google's application default credentials, Azure's DefaultAzureCredential).
 - azure: a connection string (plain, or JSON ``{"connection_string": …}``) ->
   ``--azure_connection_string``; or JSON ``{"tenant_id", "client_id", "client_secret"}`` ->
   ``AZURE_*`` variables and ``--blob_service_endpoint``.
+- postgresql: the password (``database_password``); ``default`` leaves it to libpq
+  (``PGPASSWORD``, ``~/.pgpass``, trust). The URI must not hold one. The password is read where
+  the job is launched and travels inside the job's graph to the workers, as JDBC sources do.
+- bigquery: a service-account key, as for gcs.
+
+**Source connectors** (``postgresql``, ``bigquery``; the reference's JDBC connectors) are read
+by batch jobs (``input: {connector: NAME, table: ...}``) and can never be an exporter's target.
 
 Beam's file systems take one setting per pipeline for each scheme, so two connectors of one
 kind must agree on endpoint and credentials (two buckets under one key are fine); a conflict
@@ -61,11 +73,13 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import AzureOptions, S3Options
 
-KINDS = ("s3", "gcs", "azure", "local")
+KINDS = ("s3", "gcs", "azure", "local", "postgresql", "bigquery")
+SOURCE_KINDS = ("postgresql", "bigquery")
 SCHEMES = {"s3": "s3://", "gcs": "gs://", "azure": "azfs://"}
 MIN_INTERVAL, MAX_INTERVAL, DEFAULT_INTERVAL = 30, 3600, 60
 MAX_PREFIX = 900
@@ -74,6 +88,7 @@ PROBE_PREFIX = ".strm_test_"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BQ_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{4,62}[a-z0-9]$")
 _GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _AZURE_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -99,9 +114,20 @@ class Connector:
     endpoint: str = ""         # optional endpoint override
     region: str = ""           # s3
     credentials: str = "default"   # "default", "file:PATH" or "env:VAR"
+    uri: str = ""              # postgresql: the server and database, without a password
+    project: str = ""          # bigquery: the project billed for reads (default: the job's)
+
+    @property
+    def is_source(self) -> bool:
+        """A database that batch jobs read, never an export target."""
+        return self.kind in SOURCE_KINDS
 
     @property
     def base_uri(self) -> str:
+        if self.kind == "postgresql":
+            return self.uri
+        if self.kind == "bigquery":
+            return f"bigquery://{self.project or '(the job project)'}"
         if self.kind == "local":
             return self.bucket
         if self.kind == "azure":
@@ -146,6 +172,13 @@ def _read_reference(connector: Connector, where: str) -> str:
     if not value:
         raise ConnectorError(f"{where}: credentials variable ${ref} is not set or empty")
     return value
+
+
+def database_password(connector: Connector, where: str = "") -> str | None:
+    """A postgresql connector's password from its credentials reference; None for ``default``."""
+    if connector.credentials == "default":
+        return None
+    return _read_reference(connector, where or connector.describe()).rstrip("\r\n")
 
 
 def _json_credentials(text: str, where: str, what: str) -> dict:
@@ -217,7 +250,7 @@ def connector_access(connector: Connector, access: BeamAccess | None = None, whe
             access.add(connector, opts, "s3_secret_access_key", secret, secret=True)
             if data.get("SessionToken"):
                 access.add(connector, opts, "s3_session_token", data["SessionToken"], secret=True)
-    elif kind == "gcs":
+    elif kind in ("gcs", "bigquery"):
         if connector.endpoint:
             access.add(connector, env, "STORAGE_EMULATOR_HOST", connector.endpoint)
         if by_reference:
@@ -283,7 +316,10 @@ def parse_connector(entry, where: str) -> Connector:
     if kind not in KINDS:
         raise ConnectorError(f"{where}: kind '{kind}' is not one of {', '.join(KINDS)}")
     allowed = {"name", "kind", "credentials", "endpoint"} | {
-        "s3": {"bucket", "region"}, "gcs": {"bucket"}, "azure": {"account", "container"}, "local": {"path"}}[kind]
+        "s3": {"bucket", "region"}, "gcs": {"bucket"}, "azure": {"account", "container"}, "local": {"path"},
+        "postgresql": {"uri"}, "bigquery": {"project"}}[kind]
+    if kind in SOURCE_KINDS:
+        allowed.discard("endpoint")
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ConnectorError(f"{where}: unknown key(s) for kind {kind}: {', '.join(unknown)}")
@@ -291,6 +327,24 @@ def parse_connector(entry, where: str) -> Connector:
     if endpoint and not re.match(r"^https?://[^/\s]+", endpoint):
         raise ConnectorError(f"{where}: endpoint '{endpoint}' must be an http(s):// URL")
     credentials = _credentials(entry.get("credentials"), where)
+    if kind == "postgresql":
+        uri = _text(entry, "uri", where)
+        try:
+            parts = urlsplit(uri)
+            parts.port
+        except ValueError:
+            raise ConnectorError(f"{where}: uri is not a valid URI") from None
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ConnectorError(f"{where}: uri must be postgresql://[user@]host[:port]/database")
+        if parts.password is not None:
+            raise ConnectorError(f"{where}: the uri holds a password: give it by credentials {{file: PATH}} or "
+                                 "{env: VARIABLE}, never in the config")
+        return Connector(name, kind, uri=uri, credentials=credentials)
+    if kind == "bigquery":
+        project = _text(entry, "project", where, required=False)
+        if project and not _BQ_PROJECT.match(project):
+            raise ConnectorError(f"{where}: project '{project}' is not a valid Google Cloud project id")
+        return Connector(name, kind, project=project, credentials=credentials)
     if kind == "local":
         path = _text(entry, "path", where)
         if credentials != "default":
@@ -375,6 +429,9 @@ def parse_exporters(raw, connectors: dict[str, Connector], outputs: list[str], s
         if connector_name not in connectors:
             known = ", ".join(sorted(connectors)) or "none defined"
             raise ConnectorError(f"{where}: connector '{connector_name}' is not defined (connectors: {known})")
+        if connectors[connector_name].is_source:
+            raise ConnectorError(f"{where}: connector '{connector_name}' is a {connectors[connector_name].kind} "
+                                 "connector, a source of batch jobs: it cannot be an exporter's target")
         include = entry.get("include_existing_events", False)
         if not isinstance(include, bool):
             raise ConnectorError(f"{where}: include_existing_events must be true or false")

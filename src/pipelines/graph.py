@@ -6,8 +6,9 @@
     with beam.Pipeline(runner="FnApiRunner") as p:
         outputs = build_batch_graph(p, load_config())
 
-source -> ValidateEvents -> EncryptPii -> PrivacyStreams, each output written as JSONL under the
-config's output root: encrypted/, streams/<name>/, keys/, dead_letter/.
+source (files, or a database table: pipelines.sources) -> ValidateEvents -> EncryptPii ->
+PrivacyStreams, each output written as JSONL under the config's output root: encrypted/,
+streams/<name>/, keys/, dead_letter/. The micro-aggregation job: pipelines.micro_aggregation.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import apache_beam as beam
 
 from contracts.batch_input import BatchInput
 from pipelines.config import PipelineConfig
+from pipelines.sources import read_batch_source
 from privacy.kek import prepare_kek
 from transforms.encrypt import EncryptPii, KeyRingSpec
 from transforms.privacy_streams import PrivacyStreams
-from transforms.read_input import ReadBatchInput
 from transforms.validate import ValidateEvents
 from transforms.write_jsonl import WriteJsonlBatches
 
@@ -76,11 +77,11 @@ def write_outputs(outputs: dict, config: PipelineConfig) -> dict:
 
 
 def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None, exporters=()) -> dict:
-    """The whole batch job: read files, run the privacy graph, write every output (and exporter)."""
+    """The whole batch job: read files or a table, run the privacy graph, write every output (and exporter)."""
     batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
-    read = pipeline | "ReadInput" >> ReadBatchInput(config.input_path, batch, config.input_format)
-    outputs = privacy_graph(read[ReadBatchInput.EVENTS], config)
-    outputs[DEAD_LETTERS] = [read[ReadBatchInput.DEAD_LETTER], *outputs[DEAD_LETTERS]]
+    read = read_batch_source(pipeline, config, batch)
+    outputs = privacy_graph(read["events"], config)
+    outputs[DEAD_LETTERS] = [read[DEAD_LETTERS], *outputs[DEAD_LETTERS]]
     written = write_outputs(outputs, config)
     if exporters:
         from pipelines.exporting import write_batch_exports  # connectors and exporters (pipelines/connectors.py)

@@ -42,6 +42,14 @@ class PrivacyPipelineOptions(PipelineOptions):
                            help="Seconds per export window in streaming runs (30-3600); default 60.")
         group.add_argument("--max_file_bytes", default=None, type=int,
                            help="Roll output files at this size; default 134217728 (128 MiB).")
+        group.add_argument("--job", default=None, choices=["encryption", "micro_aggregation"],
+                           help="Batch job kind: encryption (default: encrypted events and privacy streams) or "
+                                "micro_aggregation (k-anonymous quasi-identifiers, PII encrypted).")
+        group.add_argument("--k", default=None, type=int,
+                           help="micro_aggregation: each quasi-identifier combination is shared by at least k "
+                                "records (k >= 2).")
+        group.add_argument("--quasi_identifiers", default=None,
+                           help="micro_aggregation: comma-separated fields; default: the contract's isQuasiId fields.")
 
 
 def _bool(text: str) -> bool:

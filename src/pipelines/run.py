@@ -3,6 +3,7 @@
     python -m pipelines.run                                   # the web shop example, into ./out
     python -m pipelines.run --config pipeline.yaml --output out2
     python -m pipelines.run --input data.jsonl --contract acme/Shop/1.0.0 --direct_num_workers=2
+    python -m pipelines.run --job micro_aggregation --k 5 --quasi_identifiers age,transactionAmount
     python -m pipelines.run --help
 
 With no arguments it runs the workshop's web shop example on the local runner (generating
@@ -30,11 +31,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines.config import ConfigError, PipelineConfig, is_remote, load_config
+from pipelines import micro_aggregation
+from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_remote, load_config
 from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
 from pipelines.exporting import prepare_exports, summary_rows
 from pipelines.graph import build_batch_graph
+from pipelines.incremental import save_watermark
+from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
@@ -44,7 +48,7 @@ LOCAL_RUNNER = "FnApiRunner"
 HEADER_BYTES = 1 << 20  # a CSV header longer than this is cut (and likely not a header)
 _LOG = logging.getLogger(__name__)
 OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
-             "partition_by_day", "export_interval", "max_file_bytes")
+             "partition_by_day", "export_interval", "max_file_bytes", "job", "k", "quasi_identifiers")
 
 
 def _beam_parser() -> argparse.ArgumentParser:
@@ -95,7 +99,15 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
 
 
 def prepare(config: PipelineConfig, echo=print) -> None:
-    """Make the example input when the embedded default runs without one; check the input exists."""
+    """Make the example input when the embedded default runs without one; check the input exists.
+
+    A database input is checked by connecting (columns against the contract; incremental bounds)."""
+    if config.database is not None:
+        try:
+            prepare_database(config)
+        except SourceConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        return
     if not config.input_path:
         raise ConfigError(f"{config.source}: no input: give --input or input.path in the config")
     if config.is_default_example and not is_remote(config.input_path) and not Path(config.input_path).exists():
@@ -208,19 +220,35 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         return run_streaming(options, config, list(exporters), echo)
     if standard.runner is None and not standard.streaming:
         standard.runner = LOCAL_RUNNER
-    echo(f"running {config.name}: {config.input_path} ({config.contract.ref}) -> {config.output}")
+    micro = config.job == MICRO_AGGREGATION
+    source = config.database.label if config.database is not None else config.input_path
+    echo(f"running {config.name}{' (micro_aggregation)' if micro else ''}: {source} ({config.contract.ref}) "
+         f"-> {config.output}")
     started = time.time()
     pipeline = beam.Pipeline(options=options)
-    build_batch_graph(pipeline, config, exporters=exporters)
+    if micro:
+        micro_aggregation.build_micro_aggregation_graph(pipeline, config)
+    else:
+        build_batch_graph(pipeline, config, exporters=exporters)
     result = pipeline.run()
-    if is_remote_runner(options):  # Dataflow, Flink: submitted; the job's counters are in its console
+    incremental = config.database is not None and config.database.incremental
+    if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
         echo(f"submitted to {standard.runner}: {job_id(result)}")
         return 0
-    result.wait_until_finish()
+    state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+    if is_remote_runner(options):
+        if str(state).upper().endswith("DONE"):
+            echo(f"finished on {standard.runner}: {job_id(result)}; incremental state {save_watermark(config)}")
+            return 0
+        echo(f"error: {standard.runner} job {job_id(result)} ended {state}; the incremental state is unchanged")
+        return 1
     elapsed = time.time() - started
     values = counters(result)
-    rows, problems = summarize(values, config)
-    rows += summary_rows(values, list(exporters))
+    if micro:
+        rows, problems = micro_aggregation.summarize(values, config)
+    else:
+        rows, problems = summarize(values, config)
+        rows += summary_rows(values, list(exporters))
     width = max(len(label) for label, _ in rows)
     echo(f"\n{'output / count':<{width}}  {'events':>10}")
     for label, value in rows:
@@ -231,7 +259,16 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         echo(f"warning: {no_pii}")
     for problem in problems:
         echo(f"error: counts do not add up: {problem}")
-    return 1 if problems else 0
+    failed = bool(problems)
+    if micro:
+        report = micro_aggregation.read_report(config) or {"error": "no report was written"}
+        echo("")
+        for line in micro_aggregation.report_lines(report):
+            echo(line)
+        failed = failed or "error" in report
+    if not failed and incremental:
+        echo(f"incremental state: {save_watermark(config)} (read up to {config.database.until})")
+    return 1 if failed else 0
 
 
 def main() -> None:
