@@ -33,6 +33,7 @@ The file is read with the strict YAML loader (no anchors, aliases, merge keys or
         nullHandlingConfig: {type: DEFAULT_VALUE, defaultValue: ""}
     validations:
       - {field: size, type: regex, value: "XS|S|M|L|XL"}   # RE2, must match the whole value
+    retention: {policy: marketing}  # keys expire after this key-store policy's days (privacy.policies)
 
 After the schema, the loader checks what a schema cannot: that named fields exist, the key field
 is a required STRING, only STRING fields are PII, and every regex compiles with RE2
@@ -231,6 +232,7 @@ def parse_contract(data, source: str = "<contract>") -> Contract:
         validations=tuple(validations),
         null_handling=tuple(null_handling),
         source=source,
+        retention_policy=(data.get("retention") or {}).get("policy"),
     )
 
 

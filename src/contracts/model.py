@@ -74,6 +74,7 @@ class Contract:
     validations: tuple[Validation, ...] = ()
     null_handling: tuple[NullHandling, ...] = ()
     source: str = ""
+    retention_policy: str | None = None  # retention: {policy: ID}, a policy of the key store (privacy.policies)
 
     @property
     def ref(self) -> str:

@@ -139,6 +139,8 @@ class LocalLoop:
                 entry["mask_hash"] = stream.mask_hash
                 if stream.mask_seed is not None:
                     entry["mask_seed"] = stream.mask_seed
+            if stream.generalise:
+                entry["generalise"] = stream.generalise   # checked against the events' contract by load_config
             streams.append(entry)
         contract = ref
         contract_file = project.contracts_dir()

@@ -16,6 +16,12 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
     streams:
       - {name: shop-1, cumulative: 1, mask: [userId]}   # keyed (HMAC-SHA-256) masking
       - {granular: [1, 2], mask: [email], mask_hash: murmur3, mask_seed: 42}  # the reference's; name shop-1-2
+      - name: shop-groups
+        cumulative: 1
+        generalise:                    # privacy/generalise.py: the rule's output replaces the value
+          age: {bucket: [0, 18, 30, 45, 65]}           # '18-29', '65+'; below 0: the default (null)
+          date: {truncate: month}                       # '2022-09'
+          tshirtSize: {group: {small: [XS, S], large: [M, L, XL]}, default: other}
     export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
@@ -26,7 +32,8 @@ and exporters: ``connector.schema.json``), and read with the strict YAML loader:
 misspelled key at any depth (``stream:``, ``exprt:``, ``keys: {stor: ...}``) is an error naming the
 file, the path and the nearest valid key; anchors, aliases, merge keys and duplicate keys are
 refused. Then what a schema cannot check: a cumulative stream has exactly one level, ``mask:``
-patterns and the consent and timestamp fields name fields of the contract (nested paths as the
+patterns, ``generalise:`` rules (a field of the contract, of a type the rule fits) and the
+consent and timestamp fields name fields of the contract (nested paths as the
 contract spells them, ``address/street``), consent-map regexes compile with RE2.
 
 Editors: with yaml-language-server (VS Code's YAML extension and others), start the config with::
@@ -88,6 +95,37 @@ class PipelineConfig:
     def output_dir(self, *parts: str) -> str:
         return "/".join([self.output.rstrip("/"), *parts])
 
+    def retention_policies(self) -> dict:
+        """contract ref -> ``privacy.policies.Policy`` for a contract with ``retention: {policy: ID}``,
+        read from the key store where its keys are made (the store is opened only then); ConfigError
+        naming the contract file and the store for a policy the store does not have."""
+        wanted = [c for c in (self.contract,) if c.retention_policy]
+        if not wanted:
+            return {}
+        from privacy.keystore import KeyStoreError, open_key_store
+
+        try:
+            store = open_key_store(self.key_store)
+            try:
+                known = {policy.policy_id: policy for policy in store.policies()}
+                uri = store.uri
+            finally:
+                store.close()
+        except KeyStoreError as exc:
+            raise ConfigError(f"{self.source}: the retention policies of contract {wanted[0].ref} cannot be read: "
+                              f"{exc}") from None
+        policies = {}
+        for contract in wanted:
+            policy = known.get(contract.retention_policy)
+            if policy is None:
+                raise ConfigError(
+                    f"{contract.source or contract.ref}: retention: policy '{contract.retention_policy}' is not a "
+                    f"policy of the key store {uri} (it has: {', '.join(sorted(known)) or 'none'}); create it "
+                    f"first: pstream policies create {contract.retention_policy} --retention_days N "
+                    f"--legal_grounds TEXT --key_store {uri}")
+            policies[contract.ref] = policy
+        return policies
+
 
 def _read_text(source: str) -> str:
     """A local file, or gs://, s3://, azfs:// through Beam's FileSystems (flex templates read it there)."""
@@ -116,13 +154,16 @@ def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec
         stream_name = entry.get("name") or default_stream_name(name, sorted(set(levels)))
         try:
             spec = StreamSpec.create(stream_name, mode, levels, masks, entry.get("mask_seed"),
-                                     entry.get("mask_hash", DEFAULT_MASK_HASH))
+                                     entry.get("mask_hash", DEFAULT_MASK_HASH), entry.get("generalise"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         unknown = spec.unknown_masks(paths)
         if unknown:
             raise ConfigError(f"{where}: stream '{spec.name}': mask '{_shown(unknown[0])}' names no field of contract "
                               f"{contract.ref} (fields: {_shown(', '.join(paths))})")
+        problems = spec.rule_problems(contract)
+        if problems:
+            raise ConfigError(f"{where}: stream '{spec.name}': {problems[0]}")
         specs.append(spec)
     names = [s.name for s in specs]
     duplicates = {n for n in names if names.count(n) > 1}
