@@ -22,7 +22,9 @@ null; null when not given)::
     size:     {group: {small: [XS, S], large: [L, XL]}, default: other}
 
 The promise of every rule: its output is one of its own values (a label, a multiple, a prefix,
-a truncated date, a group name) or the default, never the input. An input the rule cannot place
+a date at the rule's precision, a group name) or the default; an input the rule cannot place is
+never passed through (a value already at the rule's precision, such as 30 for ``round: 10`` or
+``2022-09-16`` for ``truncate: day``, is its own output). An input the rule cannot place
 gets the default: below the first edge, not a number (booleans are not numbers), NaN or
 infinite, a text too short to have a prefix (a value of ``prefix`` characters or fewer would be
 shown whole), a date the rule does not understand, a value in no group. A null stays null.
@@ -241,8 +243,8 @@ class Rule:
 
     # ---------------------------------------------------------- applying
     def function(self, field_type: str) -> Callable[[object], object]:
-        """The rule for values of a field of ``field_type``: value -> output (never the input,
-        unless the input is itself one of the rule's outputs)."""
+        """The rule for values of a field of ``field_type``: value -> output (one of the rule's
+        outputs or the default, never an input passed through)."""
         default = self.default
         if self.problem(field_type) is not None:
             return lambda value: default  # fail closed: an unchecked rule on the wrong type shows nothing
