@@ -21,10 +21,11 @@ ENV FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/main.py"
 ENV FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE="${WORKDIR}/requirements.txt"
 ENV FLEX_TEMPLATE_PYTHON_SETUP_FILE="${WORKDIR}/setup.py"
 
-# Install the package (and Beam) for the launcher; download the worker requirements once, so a
-# launch does not fetch them again.
+# Install the package (and Beam) for the launcher, with the workshop extra so that the image also
+# runs `pstream` (tests/test_packaging.py builds an environment with this same line); download the
+# worker requirements once, so a launch does not fetch them again. Workers get install_requires only.
 RUN pip install --no-cache-dir --upgrade pip \
- && pip install --no-cache-dir . \
+ && pip install --no-cache-dir '.[workshop]' \
  && pip download --no-cache-dir --dest /tmp/dataflow-requirements-cache -r requirements.txt
 
 # Everything is installed: pip must not resolve dependencies again when the launcher stages them.

@@ -1,10 +1,30 @@
 """Privacy streams on Apache Beam: contracts, per-subject encryption, consent-filtered streams.
 
-Install for use:            pip install .
-Install for development:    pip install -e '.[test]'
-Dataflow workers install the same package through ``--setup_file ./setup.py``.
+Install for the workshop and the CLI:   pip install '.[workshop]'     (pstream, gateway, driver, example data)
+Install for development:                pip install -e '.[test]'
+Dataflow / Flink workers install only ``install_requires`` (the graph's needs) through
+``--setup_file ./setup.py``: no gateway, web-socket, HTTP-client or faker packages. Extras by role:
+
+- ``gateway``: the event gateway (``python -m gateway``): uvicorn, uvloop, httptools, websockets, Pub/Sub publisher
+- ``workshop``: everything ``pstream`` runs: the gateway, the Python driver (aiohttp), web-socket
+  listening, faker for the example data; the flex template image installs it (Dockerfile)
+- ``kafka``: the gateway's Kafka publisher; ``analytics``: on-the-fly decryption in DuckDB
+- ``test``: the workshop and the test tools (``.ci/run``)
 """
 from setuptools import find_packages, setup
+
+GATEWAY = [                             # python -m gateway, pstream gateway / local
+    "uvicorn>=0.35,<0.60",
+    "uvloop>=0.19,<0.30; sys_platform != 'win32'",
+    "httptools>=0.6,<0.10",
+    "websockets>=13,<18",
+    "google-cloud-pubsub>=2.18,<3",     # the gateway's Pub/Sub publisher (also in apache-beam[gcp])
+]
+WORKSHOP = [                            # everything pstream runs
+    *GATEWAY,
+    "aiohttp>=3.9,<4",                  # the Python driver (SyncSender, AsyncSender), pstream simulate
+    "faker>=20,<41",                    # the example data (pstream generate, python -m pipelines.run without input)
+]
 
 setup(
     name="beam-privacy-streams",
@@ -20,7 +40,7 @@ setup(
         "schemas": ["*.schema.json"],
     },
     include_package_data=True,
-    install_requires=[
+    install_requires=[                  # what the Beam graph needs, on the launcher and on every worker
         "apache-beam[gcp,aws,azure]>=2.70,<2.78",
         "cryptography>=42,<51",
         "fastavro>=1.9,<2",
@@ -28,20 +48,15 @@ setup(
         "jsonschema>=4.18,<5",         # every file format is a published JSON Schema (src/schemas/)
         "google-re2>=1.1,<2",           # contract regexes in linear time (contracts/regex.py)
         "mmh3>=4,<6",
-        "faker>=20,<41",
         "orjson>=3.9,<4",
         "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
         "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
-        "google-cloud-pubsub>=2.18,<3",  # the gateway's Pub/Sub publisher (also in apache-beam[gcp])
-        # gateway, driver and the workshop's command line
-        "uvicorn>=0.35,<0.60",
-        "uvloop>=0.19,<0.30; sys_platform != 'win32'",
-        "httptools>=0.6,<0.10",
-        "websockets>=13,<18",
-        "aiohttp>=3.9,<4",
     ],
     extras_require={
+        "gateway": GATEWAY,
+        "workshop": WORKSHOP,
         "test": [
+            *WORKSHOP,
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",

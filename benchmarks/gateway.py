@@ -275,7 +275,9 @@ def run(args) -> dict:
                     print(f"round {round_ + 1} {name:4s} {rate:>7,.0f}/s: p50 {measured['p50_ms']:.2f} ms "
                           f"p99 {measured['p99_ms']:.2f} ms, achieved {measured['achieved_per_s']:,.0f}/s, "
                           f"statuses {measured['statuses']}", file=sys.stderr)
-        spooled = sum(len(p.read_bytes().splitlines()) for p in (work / "project" / "spool" / "bench").iterdir())
+        from controlplane.project import Project
+        spool = Project.open(work / "project").spool_dir("bench")   # spool/<pipeline id>/
+        spooled = sum(len(p.read_bytes().splitlines()) for p in spool.iterdir())
     finally:
         for process in servers.values():
             process.terminate()

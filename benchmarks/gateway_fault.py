@@ -197,7 +197,9 @@ def spooled_markers(project_dir: Path) -> collections.Counter:
     from gateway.spool import all_segments
 
     markers = collections.Counter()
-    for segment in all_segments(project_dir / "spool" / "bench"):
+    from controlplane.project import Project
+
+    for segment in all_segments(Project.open(project_dir).spool_dir("bench")):   # spool/<pipeline id>/
         for line in segment.read_bytes().splitlines():
             if line.strip():
                 event = orjson.loads(line)

@@ -19,6 +19,18 @@ WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"
 SIMULATOR = "strmprivacy/example/1.5.0"
 
 
+def setup_kwargs() -> dict:
+    """The keyword arguments setup.py passes to setuptools.setup (install_requires, extras_require, ...)."""
+    import setuptools
+    captured = {}
+    original, setuptools.setup = setuptools.setup, lambda **kwargs: captured.update(kwargs)
+    try:
+        exec(compile((REPO / "setup.py").read_text(), "setup.py", "exec"), {"__name__": "setup"})
+    finally:
+        setuptools.setup = original
+    return captured
+
+
 def repo_env() -> dict:
     """Environment for subprocesses that must import this checkout's packages."""
     env = dict(os.environ)

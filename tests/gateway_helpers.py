@@ -31,12 +31,34 @@ def repo_env(**extra) -> dict:
     return env
 
 
+_SECRETS: dict[tuple[str, str], str] = {}   # (project dir, client id) -> secret: only the hash is saved
+
+
+def remember_secret(project_dir: Path, pipeline) -> None:
+    """Keep a secret that ``create_pipeline`` or ``rotate_credentials`` showed, for ``credentials``."""
+    _SECRETS[(str(Path(project_dir).resolve()), pipeline.client_id)] = pipeline.client_secret
+
+
 def make_project(directory: Path, *pipelines: str) -> Project:
     project = Project.open(directory)
     for name in pipelines:
-        project.create_pipeline(name)
+        remember_secret(directory, project.create_pipeline(name))
     project.save()
     return project
+
+
+def pipeline_credentials(project_dir: Path, pipeline: str) -> tuple[str, str]:
+    """Client id and secret of a pipeline. The project keeps only the secret's hash: a secret not
+    seen by ``remember_secret`` (a pipeline created by the CLI) is rotated once to learn one."""
+    project = Project.open(project_dir)
+    entry = project.pipelines[pipeline]
+    secret = _SECRETS.get((str(Path(project_dir).resolve()), entry.client_id))
+    if secret is None or not entry.check_secret(secret):
+        entry = project.rotate_credentials(pipeline)
+        project.save()
+        remember_secret(project_dir, entry)
+        secret = entry.client_secret
+    return entry.client_id, secret
 
 
 def simulator_event(session: int = 1, consent=(0, 1)) -> dict:
@@ -53,7 +75,7 @@ def read_spool(project_dir: Path, pipeline: str) -> list[bytes]:
     from gateway.spool import all_segments
 
     lines = []
-    for segment in all_segments(Path(project_dir) / "spool" / pipeline):
+    for segment in all_segments(Project.open(project_dir).spool_dir(pipeline)):
         lines += [line for line in segment.read_bytes().splitlines() if line.strip()]
     return lines
 
@@ -116,8 +138,7 @@ class GatewayProcess:
         self.stop()
 
     def credentials(self, pipeline: str) -> tuple[str, str]:
-        entry = Project.open(self.project_dir).pipelines[pipeline]
-        return entry.client_id, entry.client_secret
+        return pipeline_credentials(self.project_dir, pipeline)
 
     def token(self, pipeline: str) -> str:
         client_id, secret = self.credentials(pipeline)

@@ -25,8 +25,10 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_streams_connectors_and_exporters(tmp_path, capsys):
-    p = ["--project_dir", str(tmp_path)]
-    assert run(capsys, "create", "stream", "demo", *p)[0] == 0
+    p = ["--project-dir", str(tmp_path)]
+    code, out, err = run(capsys, "create", "stream", "demo", *p)
+    created = json.loads(out)["credentials"][0]          # the secret is shown this once
+    assert code == 0 and "shown only now" in err
     code, out, _ = run(capsys, "create", "stream", "--derived-from", "demo", "--levels", "1", "--cumulative",
                        "--masked-fields", "userId", *p)
     assert code == 0 and json.loads(out)["ref"]["name"] == "demo-1"
@@ -35,8 +37,11 @@ def test_streams_connectors_and_exporters(tmp_path, capsys):
     code, out, _ = run(capsys, "get", "stream", "demo", "-o", "json", *p)
     view = json.loads(out)
     project = Project.open(tmp_path)
-    assert view["credentials"] == [{"clientId": project.pipelines["demo"].client_id,
-                                    "clientSecret": project.pipelines["demo"].client_secret}]
+    assert view["credentials"] == [{"clientId": project.pipelines["demo"].client_id}]   # never the secret again
+    assert created["clientId"] == project.pipelines["demo"].client_id
+    assert project.pipelines["demo"].check_secret(created["clientSecret"])
+    assert created["clientSecret"] not in (tmp_path / "project.yaml").read_text()       # only its hash is kept
+    assert view["outputDir"] == str(tmp_path / "out" / project.pipelines["demo"].id)
     assert sorted(view["derived"]) == ["demo-1", "demo-1-2"]
     assert oct(os.stat(tmp_path / "project.yaml").st_mode & 0o777) == "0o600"
     code, out, _ = run(capsys, "list", "streams", *p)
@@ -46,7 +51,9 @@ def test_streams_connectors_and_exporters(tmp_path, capsys):
     assert code == 2 and "--bucket-name" in err
     code, _, err = run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "b", *p)
     assert code == 2 and "bucket 'b' is not a valid S3 bucket name" in err   # pipelines.connectors' check
-    assert run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "acme-b", *p)[0] == 0
+    code, _, err = run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "acme-b", *p)
+    assert code == 2 and "cannot be written" in err                        # probed: no credentials here
+    assert run(capsys, "create", "data-connector", "s3", "bucket", "--bucket-name", "acme-b", "--no-probe", *p)[0] == 0
     code, _, err = run(capsys, "create", "batch-exporter", "demo-1", "--data-connector", "dir", "--interval", "5", *p)
     assert code == 2 and "30-3600" in err
     assert run(capsys, "create", "batch-exporter", "demo-1", "--data-connector", "dir", "--path-prefix", "ev", *p)[0] == 0

@@ -5,7 +5,6 @@ import asyncio
 import io
 import signal
 import time
-from pathlib import Path
 
 import fastavro
 import httpx
@@ -169,7 +168,8 @@ def test_health_and_metrics(gateway):
     gateway.post_event(gateway.token("demo"), simulator_event())
     metrics = gateway.client.get("/metrics").text
     assert 'gateway_requests_total{status="204"}' in metrics
-    assert 'gateway_spool_lines_total{pipeline="demo"}' in metrics
+    demo_id = Project.open(gateway.project_dir).pipelines["demo"].id   # spools are keyed by pipeline id
+    assert f'gateway_spool_lines_total{{pipeline="{demo_id}"}}' in metrics
     assert gateway.client.get("/nope").status_code == 404
     assert gateway.client.get("/event").status_code == 405
 
@@ -230,12 +230,13 @@ def test_nothing_acknowledged_is_lost_when_the_gateway_is_killed(tmp_path):
     assert len(acknowledged) == 600
     stored = [orjson.loads(line)["uniqueIdentifier"] for line in read_spool(tmp_path, "demo")]
     assert sorted(stored) == sorted(acknowledged)
-    segments = list((Path(tmp_path) / "spool" / "demo").iterdir())
+    spool = Project.open(tmp_path).spool_dir("demo")
+    segments = list(spool.iterdir())
     assert len(segments) > 1  # rolled by size along the way
     # a restart closes the segment the kill left open (if the last write did not fill it), keeping every line
     with GatewayProcess(tmp_path) as gw2:
         assert gw2.client.get("/health").status_code == 200
     from gateway.spool import closed_segments
-    closed = [line for s in closed_segments(Path(tmp_path) / "spool" / "demo") for line in s.read_bytes().splitlines()]
+    closed = [line for s in closed_segments(spool) for line in s.read_bytes().splitlines()]
     assert len(closed) == 600
-    assert not any(s.name.endswith(".open") for s in (Path(tmp_path) / "spool" / "demo").iterdir())
+    assert not any(s.name.endswith(".open") for s in spool.iterdir())

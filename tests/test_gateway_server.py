@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
+from controlplane.project import Project
 from gateway_helpers import GatewayProcess, make_project, read_spool, repo_env, simulator_event
 
 
@@ -38,7 +39,7 @@ def test_every_setting_is_one_kebab_case_flag_with_help():
     flags = settings_flags()
     assert len(flags) >= 20
     for action in parser._actions:
-        if action.dest == "help":
+        if action.dest == "help" or action.help == argparse.SUPPRESS:   # help, and hidden older spellings
             continue
         primary = action.option_strings[0]
         assert primary in flags and "_" not in primary and primary == primary.lower(), primary
@@ -140,11 +141,12 @@ def test_spool_segments_are_owner_only_whatever_the_umask(tmp_path):
     make_project(tmp_path, "demo")
     with GatewayProcess(tmp_path, umask=0) as gw:
         assert gw.post_event(gw.token("demo"), simulator_event(1)).status_code == 204
-        open_segment = next((tmp_path / "spool" / "demo").iterdir())
+        spool = Project.open(tmp_path).spool_dir("demo")   # spool/<pipeline id>/
+        open_segment = next(spool.iterdir())
         assert stat.S_IMODE(open_segment.stat().st_mode) == 0o600
-    segments = list((tmp_path / "spool" / "demo").iterdir())
+    segments = list(spool.iterdir())
     assert segments and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in segments)
-    assert stat.S_IMODE((tmp_path / "spool" / "demo").stat().st_mode) == 0o700
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
 
 

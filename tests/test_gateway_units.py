@@ -6,6 +6,7 @@ import asyncio
 import pytest
 from hypothesis import strategies as st
 
+from controlplane.project import Project
 from gateway.auth import TokenError, TokenIssuer
 from gateway.spool import OPEN_SUFFIX, Spool, all_segments, closed_segments
 
@@ -67,28 +68,39 @@ def test_concurrent_appends_share_fsyncs(tmp_path):
 
 
 # ----------------------------------------------------------------- tokens
+def _project(*names):
+    project = Project("/nonexistent")
+    for name in names:
+        project.create_pipeline(name)
+    return project
+
+
 def test_token_verifies_until_it_expires():
     clock = Clock()
+    project = _project("demo")
     issuer = TokenIssuer(b"k" * 32, ttl_seconds=10, clock=clock)
-    token, expires_in = issuer.issue("demo")
-    assert expires_in == 10 and issuer.verify(token) == "demo"
+    token, expires_in = issuer.issue(project.pipelines["demo"])
+    assert expires_in == 10 and issuer.verify(token, project).name == "demo"
     clock.now += 9.9
-    assert issuer.verify(token) == "demo"
+    assert issuer.verify(token, project).name == "demo"
     clock.now += 0.2
     with pytest.raises(TokenError, match="expired"):
-        issuer.verify(token)
+        issuer.verify(token, project)
 
 
 def test_forged_or_foreign_tokens_are_refused():
+    project = _project("demo")
     issuer = TokenIssuer(b"k" * 32)
-    token, _ = issuer.issue("demo")
+    token, _ = issuer.issue(project.pipelines["demo"])
     payload, signature = token.split(".")
     with pytest.raises(TokenError):
-        issuer.verify(payload + "." + signature[::-1])
+        issuer.verify(payload + "." + signature[::-1], project)
     with pytest.raises(TokenError):
-        TokenIssuer(b"other key".ljust(32)).verify(token)
+        TokenIssuer(b"other key".ljust(32)).verify(token, project)
     with pytest.raises(TokenError):
-        issuer.verify("garbage")
+        issuer.verify("garbage", project)
+    with pytest.raises(TokenError, match="deleted"):
+        issuer.verify(token, _project("demo"))        # the same name, another pipeline: another client id
 
 
 def test_a_failing_disk_fails_the_waiting_appends(tmp_path, monkeypatch):

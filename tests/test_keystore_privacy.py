@@ -118,7 +118,7 @@ def test_postgres_compaction_removes_the_deleted_rows_from_the_table_files(tmp_p
         assert carved, "a DELETE leaves the rows' bytes in the table file (what compaction is for)"
         assert any(h.encode() in before for h in gone)
 
-        assert pstream(["keys", "compact", "--key_store", uri]) == 0
+        assert pstream(["keys", "compact", "--key-store", uri]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"compacted {store.uri}: ")
         after = pg_store_file_bytes(store)
@@ -197,7 +197,7 @@ def test_a_store_of_the_previous_version_is_refused_then_migrated_with_its_key_r
         kek_path = tmp_path / "kek.json"
         kek = LocalKek.create(kek_path)
         _make_v1_store(uri, kek)
-        with pytest.raises(KeyStoreError, match=r"older pstream .* `pstream keys migrate --key_store"):
+        with pytest.raises(KeyStoreError, match=r"older pstream .* `pstream keys migrate --key-store"):
             open_key_store(uri)
         out = tmp_path / f"out-{uri.split(':')[0]}"
         (out / "keys" / ".temp-x").mkdir(parents=True)
@@ -207,7 +207,7 @@ def test_a_store_of_the_previous_version_is_refused_then_migrated_with_its_key_r
         (out / "keys" / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_rows[:3]))
         (out / "keys" / ".temp-x" / "left").write_text(json.dumps(old_rows[3]) + "\n")
 
-        args = ["keys", "migrate", "--key_store", uri, "--kek", f"local://{kek_path}", "--output", str(out)]
+        args = ["keys", "migrate", "--key-store", uri, "--kek", f"local://{kek_path}", "--output", str(out)]
         assert pstream(args) == 0
         assert capsys.readouterr().out.startswith("migrated 4 keys in ")
         store = open_key_store(uri)

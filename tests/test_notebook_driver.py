@@ -14,6 +14,7 @@ import pytest
 
 from cli.schema_code import build_zip
 from contracts import load_contract
+from controlplane.project import Project
 from controlplane.realtime import LocalLoop
 from gateway_helpers import WEBSHOP, GatewayProcess, make_project, read_spool, repo_env
 from pipelines.example_data import write_webshop_csv
@@ -137,7 +138,7 @@ def test_notebook_driver_code_sends_every_row_and_the_pipeline_encrypts_them(tmp
 
     # the pipeline (python -m pipelines.run over the spool segments) then holds them all, encrypted
     assert LocalLoop(project_dir).step() == ROWS
-    encrypted_dir = project_dir / "out" / "webshop" / "encrypted"
+    encrypted_dir = Project.open(project_dir).output_dir("webshop") / "encrypted"
     encrypted = [orjson.loads(line) for f in sorted(encrypted_dir.glob("*.jsonl")) for line in f.read_bytes().splitlines()]
     assert len(encrypted) == ROWS
     plain = {e["transactionId"]: e for e in spooled}

@@ -67,16 +67,16 @@ def test_two_runs_share_keys_the_same_day_and_not_the_next(tmp_path, store_uri, 
     assert len(stored) == 2
 
     # the subject commands work on the shared store, whichever backend it is
-    assert pstream(["subjects", "forget", "111111", "--key_store", store_uri, "--kek", kek,
+    assert pstream(["subjects", "forget", "111111", "--key-store", store_uri, "--kek", kek,
                     "--output", str(tmp_path / "run2")]) == 0
     assert capsys.readouterr().out.strip() == "deleted 2 keys"
     assert not (tmp_path / "run2" / "keys").exists() or all(
         row["keyFieldHash"] != ids.value_hash("111111") for _, _, row in read_jsonl([str(tmp_path / "run2" / "keys")]))
-    assert pstream(["subjects", "export", "222222", "--key_store", store_uri, "--kek", kek,
+    assert pstream(["subjects", "export", "222222", "--key-store", store_uri, "--kek", kek,
                     "--output", str(tmp_path / "run1")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [(r["transactionId"], r["email"]) for r in report["records"]] == [("2", "bob@example.com")]
-    assert pstream(["subjects", "export", "111111", "--key_store", store_uri, "--kek", kek,
+    assert pstream(["subjects", "export", "111111", "--key-store", store_uri, "--kek", kek,
                     "--output", str(tmp_path / "run1")]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == []
 

@@ -99,12 +99,12 @@ streams: [{{name: shop-2, cumulative: 2}}]
     lines = []
     assert run(argv, echo=lines.append) == 2
     assert lines[-1] == (f"error: {contract}: retention: policy 'short-30' is not a policy of the key store {store_uri} "
-                         f"(it has: none); create it first: pstream policies create short-30 --retention_days N "
-                         f"--legal_grounds TEXT --key_store {store_uri}")
+                         f"(it has: none); create it first: pstream policies create short-30 --retention-days N "
+                         f"--legal-grounds TEXT --key-store {store_uri}")
     assert not (out / "encrypted").exists() and not (out / "keys").exists()
 
-    assert pstream(["policies", "create", "short-30", "--retention_days", "30", "--legal_grounds", "consent",
-                    "--key_store", store_uri]) == 0
+    assert pstream(["policies", "create", "short-30", "--retention-days", "30", "--legal-grounds", "consent",
+                    "--key-store", store_uri]) == 0
     assert run(argv, echo=lines.append) == 0, lines
     key_rows = [row for _, _, row in read_jsonl([str(out / "keys")])]
     assert len(key_rows) == 4 * 3 and {r["policyId"] for r in key_rows} == {"short-30"}
@@ -122,7 +122,7 @@ streams: [{{name: shop-2, cumulative: 2}}]
         (r["keyLink"], "short-30", r["expiresAt"]) for r in key_rows}
 
     first_expiry = day_start_ms("2024-03-01") + 30 * DAY_MS
-    purge = ["keys", "purge", "--output", str(out), "--key_export", str(export)]
+    purge = ["keys", "purge", "--output", str(out), "--key-export", str(export)]
     capsys.readouterr()
     assert pstream([*purge, "--now", str(first_expiry - 1)]) == 0
     assert capsys.readouterr().out.strip() == "purged 0 expired keys"

@@ -164,14 +164,14 @@ def test_purge_removes_expired_keys_as_of_the_given_moment(run, capsys):
 
 def test_policies_commands(run, capsys):
     out_dir = str(run / "out")
-    code, out, _ = cli(capsys, "policies", "create", "marketing", "--retention_days", "730",
-                       "--legal_grounds", "consent (GDPR 6(1)(a))", "--output", out_dir)
+    code, out, _ = cli(capsys, "policies", "create", "marketing", "--retention-days", "730",
+                       "--legal-grounds", "consent (GDPR 6(1)(a))", "--output", out_dir)
     assert code == 0 and "730 days" in out
     code, out, _ = cli(capsys, "policies", "list", "--output", out_dir)
     assert out.splitlines() == ["marketing\t730\tconsent (GDPR 6(1)(a))\t"]
     code, _, err = cli(capsys, "policies", "create", "bad id!", "--output", out_dir)
     assert code == 2 and "policy id" in err
-    code, _, err = cli(capsys, "policies", "create", "short", "--retention_days", "0", "--output", out_dir)
+    code, _, err = cli(capsys, "policies", "create", "short", "--retention-days", "0", "--output", out_dir)
     assert code == 2 and "retention_days" in err
 
 

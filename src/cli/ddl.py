@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 
-from contracts import Contract, ContractError, load_contract
+from cli.main import summary
 from contracts import strm_meta
-from contracts.model import NODE, Node
+from contracts.model import NODE, Contract, Node
 
 STRM_META = tuple(field.node for field in strm_meta.STRM_META)
 DIALECTS = ("athena", "bigquery", "duckdb")
@@ -89,7 +89,7 @@ GENERATORS = {"athena": athena_ddl, "bigquery": bigquery_ddl, "duckdb": duckdb_d
 
 
 def register(subparsers) -> None:
-    ddl = subparsers.add_parser("ddl", help="external-table DDL (Athena, BigQuery, DuckDB) for exported JSONL",
+    ddl = subparsers.add_parser("ddl", help=summary("ddl"),
                                 description=__doc__.split("\n\n")[0])
     ddl.add_argument("dialect", choices=DIALECTS, help="SQL engine")
     ddl.add_argument("contract", help="contract reference or YAML path")
@@ -101,6 +101,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         contract = load_contract(args.contract)
     except ContractError as exc:

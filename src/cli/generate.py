@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 
+from cli.main import summary
 from pipelines.example_data import DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_RECORDS, write_webshop_csv
 
 
 def register(subparsers) -> None:
-    generate = subparsers.add_parser("generate", help="generate example data")
+    generate = subparsers.add_parser("generate", help=summary("generate"))
     kinds = generate.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     webshop = kinds.add_parser("webshop", help="web shop transactions as in the workshop notebook")

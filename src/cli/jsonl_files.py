@@ -12,14 +12,14 @@ import json
 import os
 from typing import Iterator
 
-from apache_beam.io.filesystems import FileSystems
-
 
 def expand_paths(paths: list[str]) -> list[str]:
     """Files named by paths, directories (every *.jsonl under them, recursively) and globs, sorted.
 
     Hidden files (Beam's and our temp files) are skipped.
     """
+    from apache_beam.io.filesystems import FileSystems   # Beam: only when files are read, not for --help
+
     files = []
     for path in paths:
         if "://" in path:
@@ -34,6 +34,8 @@ def expand_paths(paths: list[str]) -> list[str]:
 
 
 def read_jsonl(paths: list[str]) -> Iterator[tuple[str, int, dict]]:
+    from apache_beam.io.filesystems import FileSystems
+
     for path in expand_paths(paths):
         with FileSystems.open(path) as raw:
             for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):

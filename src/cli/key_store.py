@@ -1,6 +1,6 @@
 """``pstream keys compact`` and ``pstream keys migrate``, and what forget and purge share about the store.
 
-    pstream keys compact --key_store postgresql://keys@db:5432/privacy?schema=pstream
+    pstream keys compact --key-store postgresql://keys@db:5432/privacy?schema=pstream
     pstream keys compact --output out                  # the local SQLite store: VACUUM
     pstream keys migrate --output out                  # a store of an older version, and its keys/ rows
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import sys
 
-from cli.export_files import rewrite_key_rows
 from cli.store_options import add_store_options, local_output, open_kek, open_store
 from privacy.kek import KekError
 from privacy.keystore import KeyStoreError, SqliteKeyStore
@@ -113,6 +112,7 @@ def _migrate(args) -> int:
         print(f"pstream keys migrate: {exc}", file=sys.stderr)
         return 2
     root = local_output(args)
+    from cli.export_files import rewrite_key_rows   # Beam's file systems: not imported for --help
     rows = rewrite_key_rows(root, _rewrite(ids)) if root and (("://" in root) or os.path.isdir(root)) else 0
     print(f"migrated {count} keys in {store.uri}; rewrote {rows} key rows"
           + (f" under {root}" if root else ""))

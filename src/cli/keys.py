@@ -16,8 +16,8 @@ import orjson
 
 from cli.jsonl_files import read_jsonl
 from cli import key_store
+from cli.main import summary
 from cli.policies import register_purge
-from contracts import ContractError, load_contract
 from privacy.daead import DecryptError
 from privacy.fields import FieldPlan
 from privacy.kek import KekError, kek_from_uri
@@ -25,7 +25,7 @@ from privacy.key_export import export_keys, format_key_export, read_key_export
 
 
 def register(subparsers) -> None:
-    keys = subparsers.add_parser("keys", help="export the keys of a run (plaintext, for warehouses)")
+    keys = subparsers.add_parser("keys", help=summary("keys"))
     actions = keys.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     export = actions.add_parser(
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     key_store.register(actions)  # pstream keys compact | migrate (cli/key_store.py)
 
     decrypt = subparsers.add_parser(
-        "decrypt", help="decrypt the PII fields of encrypted JSONL events with exported keys",
+        "decrypt", help=summary("decrypt"),
         description="Decrypts every PII field of encrypted events (one JSON object per line) with a key-export "
         "file, writing one decrypted event per line.")
     decrypt.add_argument("paths", nargs="+", help="encrypted JSONL files, directories or globs")
@@ -71,6 +71,8 @@ def _export(args) -> int:
 
 
 def _decrypt(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         keys = read_key_export(args.keys)
         fixed_plan = FieldPlan(load_contract(args.contract)) if args.contract else None

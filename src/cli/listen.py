@@ -5,26 +5,20 @@ stream's events, one JSON line each, as the pipeline produces them.
     pstream listen web-socket demo-1 --from-start --count 10
 
 Connects to the gateway's web socket ``/ws/<stream>`` with a token of the stream's pipeline
-(credentials from the project). Events appear once ``pstream local`` (or another run of the
-pipeline over the spool) has written them.
+signed with the project's key (``cli.project_args.ProjectTokens``). Events appear once
+``pstream local`` (or another run of the pipeline over the spool) has written them. With
+``--count N`` it exits as soon as the Nth event is printed.
 """
 from __future__ import annotations
 
-import asyncio
 import sys
 
-import aiohttp
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
-
-from cli.project_args import ProjectError, add_project_arg, fail, project_of
-from driver.client.auth import TokenProvider
-from driver.client.errors import SendError
-from driver.config import ClientConfig
+from cli.main import summary
+from cli.project_args import ProjectError, ProjectTokens, add_project_arg, fail, project_of
 
 
 def register(subparsers) -> None:
-    listen = subparsers.add_parser("listen", help="print events of a stream as they are produced")
+    listen = subparsers.add_parser("listen", help=summary("listen"))
     kinds = listen.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     socket = kinds.add_parser("web-socket", help="one JSON line per event of a pipeline or privacy stream",
@@ -40,33 +34,39 @@ def register(subparsers) -> None:
 
 
 def _web_socket(args) -> int:
+    import asyncio
+
+    from websockets.exceptions import InvalidStatus   # websockets: only when listening
+
     try:
+        if args.count is not None and args.count < 1:
+            raise ProjectError("--count must be at least 1")
         project = project_of(args)
         pipeline = project.pipelines[project.source_of(args.stream)]
     except ProjectError as exc:
         return fail("listen web-socket", exc)
     url = args.gateway or project.gateway_url()
     try:
-        return asyncio.run(asyncio.wait_for(_listen(pipeline, url, args), args.timeout) if args.timeout else
-                           _listen(pipeline, url, args))
+        listen = _listen(project, pipeline, url, args)
+        return asyncio.run(asyncio.wait_for(listen, args.timeout) if args.timeout else listen)
     except asyncio.TimeoutError:
         return 0
     except KeyboardInterrupt:
         return 130
-    except (SendError, OSError, InvalidStatus) as exc:
+    except (OSError, InvalidStatus) as exc:
         return fail("listen web-socket", exc)
 
 
-async def _listen(pipeline, url: str, args) -> int:
-    config = ClientConfig(gateway_url=url)
-    async with aiohttp.ClientSession() as session:
-        token = await TokenProvider(session, config, pipeline.client_id, pipeline.client_secret).token()
+async def _listen(project, pipeline, url: str, args) -> int:
+    from websockets.asyncio.client import connect
+
+    token = await ProjectTokens(project, pipeline.name).token()
     ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/") + f"/ws/{args.stream}"
     if args.from_start:
         ws_url += "?from=start"
     seen = 0
-    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
-                                  max_size=None) as socket:
+    socket = await connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None)
+    try:
         print(f"listening to {args.stream} at {ws_url.split('?')[0]}", file=sys.stderr, flush=True)
         async for message in socket:
             sys.stdout.write(message if isinstance(message, str) else message.decode())
@@ -75,4 +75,7 @@ async def _listen(pipeline, url: str, args) -> int:
             seen += 1
             if args.count is not None and seen >= args.count:
                 break
+    finally:
+        # done: no closing handshake to wait for (the server may take its poll interval to answer)
+        socket.transport.abort()
     return 0

@@ -23,20 +23,24 @@ import sys
 import time
 from pathlib import Path
 
+from cli.main import summary
 from gateway.settings import GatewaySettings
 
 
 def register(subparsers) -> None:
-    local = subparsers.add_parser("local", help="run gateway, pipeline and exporters together on this machine",
+    local = subparsers.add_parser("local", help=summary("local"),
                                   description=__doc__.split("\n\n")[0])
     GatewaySettings.add_arguments(local, "gateway")
     local.set_defaults(segment_seconds=1.0)   # micro-batches: segments close every second
     local.add_argument("--batch-seconds", type=float, default=2.0,
                        help="seconds between pipeline passes (default %(default)s)")
     local.add_argument("--duration", type=float, default=None, help="stop after this many seconds (for scripts)")
+    local.add_argument("--spool-retention", dest="spool_retention", type=float, default=0.0, metavar="SECONDS",
+                       help="keep spool segments this long after their events were committed, for a replay "
+                            "(default 0: deleted at once; the spool holds the events in plaintext)")
     local.set_defaults(func=_run)
 
-    gateway = subparsers.add_parser("gateway", help="run only the event gateway (python -m gateway)",
+    gateway = subparsers.add_parser("gateway", help=summary("gateway"),
                                     description="Run the event gateway (the same as python -m gateway).")
     GatewaySettings.add_arguments(gateway)
     gateway.set_defaults(func=_gateway)
@@ -96,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    loop = LocalLoop(project_dir, echo=lambda text: print(text, file=sys.stderr, flush=True))
+    loop = LocalLoop(project_dir, echo=lambda text: print(text, file=sys.stderr, flush=True),
+                     spool_retention=args.spool_retention)
     started = time.monotonic()
     try:
         while not os.path.exists(ready):

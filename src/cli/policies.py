@@ -1,6 +1,6 @@
 """``pstream policies`` and ``pstream keys purge``: retention and legal grounds, and expired keys.
 
-    pstream policies create marketing --retention_days 730 --legal_grounds "consent, GDPR 6(1)(a)"
+    pstream policies create marketing --retention-days 730 --legal-grounds "consent, GDPR 6(1)(a)"
     pstream policies list --output out
     pstream keys purge --output out                       # prints: purged 12 expired keys
     pstream keys purge --output out --now 2030-01-01      # as if it were that moment (UTC)
@@ -19,8 +19,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from cli.export_files import scrub_output
 from cli.key_store import report_residue, store_files
+from cli.main import summary
 from cli.store_options import add_store_options, local_output, open_store
 from privacy.keyring import DEFAULT_RETENTION_DAYS
 from privacy.keystore import KeyStoreError
@@ -28,15 +28,15 @@ from privacy.policies import Policy
 
 
 def register(subparsers) -> None:
-    policies = subparsers.add_parser("policies", help="retention and legal grounds of keys")
+    policies = subparsers.add_parser("policies", help=summary("policies"))
     actions = policies.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     create = actions.add_parser("create", help="create or update a policy in the key store")
     create.add_argument("policy_id", help="policy id (letters, digits, '.', '_', '-')")
     create.add_argument("--name", default="", help="a readable name")
-    create.add_argument("--retention_days", type=int, default=DEFAULT_RETENTION_DAYS,
+    create.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
                         help="days a key is kept after its day (default %(default)s)")
-    create.add_argument("--legal_grounds", default="", help="why the data may be processed, e.g. 'consent'")
+    create.add_argument("--legal-grounds", default="", help="why the data may be processed, e.g. 'consent'")
     create.add_argument("--description", default="")
     add_store_options(create)
     create.set_defaults(func=_create)
@@ -51,7 +51,7 @@ def register_purge(key_actions) -> None:
         "purge", help="delete keys whose expiresAt has passed, and their rows in exported key and stream files")
     purge.add_argument("--now", default=None,
                        help="the moment to purge at: ISO date/time (UTC unless it says) or epoch ms; default now")
-    purge.add_argument("--key_export", action="append", default=[], metavar="FILE",
+    purge.add_argument("--key-export", action="append", default=[], metavar="FILE",
                        help="a key-export file to remove the purged keys from; repeatable")
     purge.add_argument("--compact", action="store_true",
                        help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
@@ -102,6 +102,7 @@ def _purge(args) -> int:
     except (KeyStoreError, ValueError) as exc:
         print(f"pstream keys purge: {exc}", file=sys.stderr)
         return 2
+    from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
     report = scrub_output(local_output(args), set(deleted), extra=args.key_export, skip=store_files(store))
     if args.compact:
         store.compact()

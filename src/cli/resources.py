@@ -6,7 +6,8 @@
     pstream create stream demo-groups --derived-from demo --levels 1 --cumulative \
         --generalise age=bucket:0,18,30,45,65 --generalise date=truncate:month   # privacy/generalise.py
     pstream list streams
-    pstream get stream demo -o json                              # includes clientId / clientSecret
+    pstream get stream demo -o json                              # its id, clientId, output directory
+    pstream rotate-credentials demo                              # a new client secret; old tokens refused
     pstream delete stream demo --recursive
     pstream create data-connector local my-dir --path /tmp/exports
     pstream create data-connector s3 my-s3 --bucket-name b --credentials-file key.json [--endpoint URL]
@@ -22,7 +23,12 @@ checked by the same ``parse_connector``; credentials are kept by reference (a fi
 variable), except a service principal given as flags, kept in ``<project>/credentials/`` (0600).
 A jdbc connector is a batch job's source and cannot be a batch exporter target.
 
-Everything lives in the project file (``--project_dir``, default ``$PSTREAM_PROJECT_DIR`` or
+A pipeline's client secret is printed once, by ``create stream`` and by ``rotate-credentials``
+(the project keeps only its hash); rotating or deleting a pipeline refuses every token issued
+before. A data connector is probed when it is created (its credentials read, an empty file
+written and deleted at its root; ``--no-probe`` skips that).
+
+Everything lives in the project file (``--project-dir``, default ``$PSTREAM_PROJECT_DIR`` or
 ``~/.config/pstream``); the gateway and ``pstream local`` pick changes up while running.
 """
 from __future__ import annotations
@@ -34,7 +40,7 @@ import sys
 from dataclasses import asdict
 from urllib.parse import urlparse
 
-from cli import schema_code
+from cli.main import summary
 from cli.project_args import ProjectError, add_project_arg, fail, project_of
 from controlplane.project import JDBC
 from privacy.masking import DEFAULT_MASK_HASH, MASK_HASHES
@@ -66,7 +72,7 @@ _REQUIRED = {"s3": ["bucket_name"], "gcs": ["bucket_name"], "azure-blob-storage"
 
 
 def register(subparsers) -> None:
-    create = subparsers.add_parser("create", help="create a stream, data connector or batch exporter")
+    create = subparsers.add_parser("create", help=summary("create"))
     kinds = create.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
 
@@ -108,16 +114,20 @@ def register(subparsers) -> None:
     for type_, flags in CONNECTOR_FLAGS.items():
         parser = types.add_parser(type_, aliases=CONNECTOR_ALIASES.get(type_, []), help=f"{type_} data connector"
                                   + ("" if type_ != "jdbc" else " (a batch job's source; not an exporter target)"))
-        parser.add_argument("name", help="data connector name")
+        parser.add_argument("name", help="data connector name (1-63 lowercase letters, digits and '-')")
         for flag, help_text in flags:
             parser.add_argument(flag, help=help_text)
+        if type_ != "jdbc":
+            parser.add_argument("--no-probe", dest="probe", action="store_false",
+                                help="do not check now that the credentials can be read and the location written")
         add_project_arg(parser)
         parser.set_defaults(func=_create_connector, connector_type=type_)
 
     exporter = kinds.add_parser("batch-exporter", help="export a stream to a data connector every interval")
     exporter.add_argument("stream", help="pipeline or privacy stream to export")
     exporter.add_argument("--data-connector", dest="data_connector", required=True, help="target data connector")
-    exporter.add_argument("--name", help="exporter name (default <stream>-<data connector>)")
+    exporter.add_argument("--name", help="exporter name, 1-63 lowercase letters, digits and '-' "
+                          "(default <stream>-<data connector>)")
     exporter.add_argument("--interval", type=int, default=60, help="seconds between exports, 30-3600 (default 60)")
     exporter.add_argument("--path-prefix", dest="path_prefix", default="", help="folder inside the connector")
     exporter.add_argument("--include-existing-events", dest="include_existing_events", action="store_true",
@@ -125,7 +135,7 @@ def register(subparsers) -> None:
     add_project_arg(exporter)
     exporter.set_defaults(func=_create_exporter)
 
-    listing = subparsers.add_parser("list", help="list streams, data connectors or batch exporters")
+    listing = subparsers.add_parser("list", help=summary("list"))
     what = listing.add_subparsers(dest="kind", metavar="KIND")
     what.required = True
     for kind in ("streams", "data-connectors", "batch-exporters"):
@@ -134,7 +144,7 @@ def register(subparsers) -> None:
         add_project_arg(parser)
         parser.set_defaults(func=_list, list_kind=kind)
 
-    get = subparsers.add_parser("get", help="show a stream (with credentials), connector, exporter, or schema code")
+    get = subparsers.add_parser("get", help=summary("get"))
     what = get.add_subparsers(dest="kind", metavar="KIND")
     what.required = True
     for kind in ("stream", "data-connector", "batch-exporter"):
@@ -148,9 +158,9 @@ def register(subparsers) -> None:
     code.add_argument("--language", default="python", help="only python (default)")
     code.add_argument("--output-dir", dest="output_dir", default=".", help="where to save the zip (default .)")
     add_project_arg(code)
-    code.set_defaults(func=schema_code.run)
+    code.set_defaults(func=_schema_code)
 
-    delete = subparsers.add_parser("delete", help="delete a stream, data connector or batch exporter")
+    delete = subparsers.add_parser("delete", help=summary("delete"))
     what = delete.add_subparsers(dest="kind", metavar="KIND")
     what.required = True
     for kind in ("stream", "data-connector", "batch-exporter"):
@@ -158,21 +168,51 @@ def register(subparsers) -> None:
         parser.add_argument("name")
         if kind == "stream":
             parser.add_argument("--recursive", action="store_true", help="also delete its privacy streams")
+            parser.add_argument("--purge", action="store_true",
+                                help="also remove a pipeline's spool (unprocessed events, in plaintext), its "
+                                     "outputs and its key store and KEK (what it encrypted stays unreadable)")
         add_project_arg(parser)
         parser.set_defaults(func=_delete, delete_kind=kind)
+
+    rotate = subparsers.add_parser(
+        "rotate-credentials", help=summary("rotate-credentials"),
+        description="Makes a new client secret for the pipeline and raises its credential generation: every "
+        "token issued before is refused by the gateway from the moment it reads the project (within a second). "
+        "The new secret is printed once; the project keeps only its hash.")
+    rotate.add_argument("pipeline", help="pipeline (stream) name")
+    rotate.add_argument("-o", "--output", choices=["table", "json"], default="json", help="output format")
+    add_project_arg(rotate)
+    rotate.set_defaults(func=_rotate)
+
+
+def _schema_code(args) -> int:
+    from cli import schema_code   # contracts and Avro: only when code is made
+
+    return schema_code.run(args)
 
 
 # ------------------------------------------------------------------ views
 def pipeline_view(project, pipeline) -> dict:
+    """The pipeline as `get stream` shows it; the client secret only right after it was made."""
+    credentials = {"clientId": pipeline.client_id}
+    if pipeline.client_secret:
+        credentials["clientSecret"] = pipeline.client_secret
     return {
         "ref": {"name": pipeline.name},
+        "id": pipeline.id,
         "enabled": pipeline.enabled,
         "description": pipeline.description,
         "createdAt": pipeline.created_at,
-        "credentials": [{"clientId": pipeline.client_id, "clientSecret": pipeline.client_secret}],
+        "credentials": [credentials],
+        "credentialGeneration": pipeline.credential_generation,
         "gatewayUrl": project.gateway_url(),
+        "outputDir": str(project.output_dir(pipeline.name)),
         "derived": sorted(s.name for s in project.privacy_streams.values() if s.source == pipeline.name),
     }
+
+
+_SECRET_ONCE = ("the client secret is shown only now: the project keeps only its hash "
+                "(`pstream rotate-credentials {name}` makes a new one)")
 
 
 def privacy_stream_view(stream) -> dict:
@@ -281,11 +321,43 @@ def _create_stream(args) -> int:
         project.save()
     except ProjectError as exc:
         return fail("create stream", exc)
-    _print({k: v for k, v in view.items() if k != "credentials"} if not args.derived_from else view, "json")
+    _print(view, "json")
+    if not args.derived_from:
+        print(_SECRET_ONCE.format(name=args.name), file=sys.stderr)
     return 0
 
 
+def _rotate(args) -> int:
+    try:
+        project = project_of(args)
+        pipeline = project.rotate_credentials(args.pipeline)
+        project.save()
+    except ProjectError as exc:
+        return fail("rotate-credentials", exc)
+    view = {"ref": {"name": pipeline.name}, "credentialGeneration": pipeline.credential_generation,
+            "credentials": [{"clientId": pipeline.client_id, "clientSecret": pipeline.client_secret}]}
+    if args.output == "table":
+        view = {"name": pipeline.name, "clientId": pipeline.client_id, "clientSecret": pipeline.client_secret,
+                "credentialGeneration": pipeline.credential_generation}
+    _print(view, args.output)
+    print(f"tokens issued before are refused from now on; {_SECRET_ONCE.format(name=pipeline.name)}",
+          file=sys.stderr)
+    return 0
+
+
+def _probe(project, connector) -> None:
+    """Credentials readable and location writable, or ProjectError with the probe's one line."""
+    from controlplane.connectors import probe_data_connector
+    from pipelines.connectors import ConnectorError
+
+    try:
+        probe_data_connector(connector.connector(str(project.path)))
+    except ConnectorError as exc:
+        raise ProjectError(f"{exc} (nothing was created; --no-probe creates it without this check)") from None
+
+
 def _create_connector(args) -> int:
+    kept = connector = None
     try:
         absent = [m for m in _REQUIRED.get(args.connector_type, []) if not getattr(args, m)]
         if absent:
@@ -295,8 +367,12 @@ def _create_connector(args) -> int:
         connector = project.create_data_connector(entry)   # pipelines.connectors.parse_connector checks it
         if kept is not None:
             project.keep_credentials(connector.name, kept)
+        if getattr(args, "probe", False):
+            _probe(project, connector)
         project.save()
     except ProjectError as exc:
+        if kept is not None and connector is not None:
+            project.delete_data_connector(connector.name)   # the credentials file written above
         return fail("create data-connector", exc)
     _print(_connector_view(connector), "json")
     return 0
@@ -413,8 +489,7 @@ def _get(args) -> int:
     except ProjectError as exc:
         return fail(f"get {args.get_kind}", exc)
     if args.output == "table" and "credentials" in view:
-        view = {**{k: v for k, v in view.items() if k != "credentials"},
-                "clientId": view["credentials"][0]["clientId"], "clientSecret": view["credentials"][0]["clientSecret"]}
+        view = {**{k: v for k, v in view.items() if k != "credentials"}, **view["credentials"][0]}
     _print(view, args.output)
     return 0
 
@@ -423,6 +498,7 @@ def _delete(args) -> int:
     try:
         project = project_of(args)
         if args.delete_kind == "stream":
+            data = project.pipeline_data(args.name) if args.name in project.pipelines else []
             deleted = project.delete_stream(args.name, args.recursive)
         elif args.delete_kind == "data-connector":
             project.delete_data_connector(args.name)
@@ -435,4 +511,21 @@ def _delete(args) -> int:
         return fail(f"delete {args.delete_kind}", exc)
     for name in deleted:
         print(f"deleted {args.delete_kind} {name}", file=sys.stderr)
+    if args.delete_kind == "stream":
+        _pipeline_data_left(args, [path for path in data if path.exists()])
     return 0
+
+
+def _pipeline_data_left(args, paths) -> None:
+    """Remove a deleted pipeline's spool, outputs and state (--purge), or say where they are."""
+    import shutil
+
+    if not paths:
+        return
+    if args.purge:
+        for path in paths:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        print(f"removed {', '.join(map(str, paths))}", file=sys.stderr)
+    else:
+        print(f"kept {', '.join(map(str, paths))}: no new stream uses them, whatever its name "
+              "(`delete stream --purge` removes them)", file=sys.stderr)

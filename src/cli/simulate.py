@@ -5,21 +5,20 @@
 
 Events on ``strmprivacy/example/1.5.0``: ``uniqueIdentifier`` unique-N, ``consistentValue``
 session-N (N below 1000), ``someSensitiveValue`` and ``notSensitiveValue``; the consent levels
-cycle through none, [0], [0,1], [0,1,2], [0,1,2,3]. They are sent with the pipeline's own
-credentials (from the project) to the gateway (``--gateway``, ``$PSTREAM_GATEWAY_URL`` or the
-project's ``settings.gateway_url``); anything but 204 is reported on stderr.
+cycle through none, [0], [0,1], [0,1,2], [0,1,2,3]. They are sent with a token of the pipeline
+signed with the project's key (``cli.project_args.ProjectTokens``: the project keeps only the
+hash of the client secret) to the gateway of that project (``--gateway``,
+``$PSTREAM_GATEWAY_URL`` or the project's ``settings.gateway_url``); anything but 204 is
+reported on stderr.
 """
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import time
 
-from cli.project_args import ProjectError, add_project_arg, fail, project_of
-from driver.client.asyncsender import AsyncSender
-from driver.client.errors import SendError
-from driver.serializer import SerializationType
+from cli.main import summary
+from cli.project_args import ProjectError, ProjectTokens, add_project_arg, fail, project_of
 
 SIMULATOR_CONTRACT = "strmprivacy/example/1.5.0"
 CONSENT_CYCLE = ([], [0], [0, 1], [0, 1, 2], [0, 1, 2, 3])
@@ -38,7 +37,7 @@ def random_event(index: int, rng: random.Random) -> dict:
 
 
 def register(subparsers) -> None:
-    simulate = subparsers.add_parser("simulate", help="send simulated events")
+    simulate = subparsers.add_parser("simulate", help=summary("simulate"))
     kinds = simulate.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     events = kinds.add_parser("random-events", help=f"random {SIMULATOR_CONTRACT} events to a pipeline",
@@ -65,30 +64,35 @@ def _random_events(args) -> int:
     if not args.quiet:
         print(f"Starting to simulate random {SIMULATOR_CONTRACT} events to stream {pipeline.name} at {url}. "
               f"Sending one event every {args.interval} ms.", file=sys.stderr)
+    import asyncio
+
     try:
-        return asyncio.run(_send(pipeline, url, args))
+        return asyncio.run(_send(project, pipeline, url, args))
     except KeyboardInterrupt:
         return 130
 
 
-async def _send(pipeline, url: str, args) -> int:
+async def _send(project, pipeline, url: str, args) -> int:
+    import asyncio
+
+    from driver.client.asyncsender import AsyncSender   # aiohttp: only when sending
+    from driver.serializer import SerializationType
+
     rng = random.Random(args.seed)
     sent = failed = 0
     config = {"gateway_url": url, "max_attempts": 3}
-    async with AsyncSender(pipeline.client_id, pipeline.client_secret, config) as sender:
-        try:
-            await sender.authenticate()
-        except SendError as exc:
-            print(f"pstream simulate random-events: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"pstream simulate random-events: cannot reach {url}: {exc}", file=sys.stderr)
-            return 1
+    tokens = ProjectTokens(project, pipeline.name)
+    async with AsyncSender(pipeline.client_id, None, config, tokens=tokens) as sender:
         start = time.monotonic()
         index = 0
         while args.count is None or index < args.count:
             error = await sender.send_event(random_event(index, rng), SerializationType.JSON)
             index += 1
+            if error is not None and sent == 0 and (error.status is None or error.status == 401):
+                reason = f"cannot reach {url}" if error.status is None else f"{url} refused the token"
+                print(f"pstream simulate random-events: {reason}: {error} (is it the gateway of project "
+                      f"{project.directory}?)", file=sys.stderr)
+                return 1
             if error is None:
                 sent += 1
                 if not args.quiet and sent % 10 == 0:

@@ -1,4 +1,4 @@
-"""The --output, --key_store and --kek options shared by the key and data-subject commands.
+"""The --output, --key-store and --kek options shared by the key and data-subject commands.
 
     from cli.store_options import add_store_options, open_store, open_kek
     add_store_options(parser, kek=True)
@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 
-from privacy.kek import KekError, kek_from_uri
-from privacy.keystore import KeyStoreError, open_key_store
-
 
 def add_store_options(parser, kek: bool = False) -> None:
     parser.add_argument("--output", default="out",
                         help="the pipeline's output root: its keys/, streams/ and encrypted/ (default %(default)s)")
-    parser.add_argument("--key_store", default=None,
+    parser.add_argument("--key-store", default=None,
                         help="key store URI (sqlite:///path, postgresql://...); default <output>/keystore.sqlite")
     if kek:
         parser.add_argument("--kek", default=None,
@@ -28,16 +25,20 @@ def add_store_options(parser, kek: bool = False) -> None:
 
 
 def open_store(args, migrating: bool = False):
+    from privacy.keystore import KeyStoreError, open_key_store
+
     uri = args.key_store
     if not uri:
         path = os.path.join(args.output, "keystore.sqlite")
         if "://" in args.output or not os.path.exists(path):
-            raise KeyStoreError(f"no key store at {path}: give --output (the run's output root) or --key_store")
+            raise KeyStoreError(f"no key store at {path}: give --output (the run's output root) or --key-store")
         uri = "sqlite://" + os.path.abspath(path)
     return open_key_store(uri, migrating)
 
 
 def open_kek(args):
+    from privacy.kek import KekError, kek_from_uri
+
     uri = args.kek
     if not uri:
         path = os.path.join(args.output, "kek.json")

@@ -19,11 +19,14 @@ the hashes ``list`` prints instead.
 data, wherever it was copied, can no longer be decrypted), then reads every file under
 --output, hidden and temp files included, and removes every copy of those keys: key rows,
 privacy-stream rows (decrypted), key exports, access reports (``cli.export_files``); files given
-with --key_export too. A file it cannot clean is named and the exit status is 1. The number
+with --key-export too. A file it cannot clean is named and the exit status is 1. The number
 printed is the number of keys deleted from the key store. On PostgreSQL the deleted rows stay in
 the table files until ``--compact`` (or ``pstream keys compact``) rewrites them. ``export`` is a
 data-subject access request: it reads only encrypted files that can hold the subject's events
 (day partitions of their keys' days) and decrypts only lines whose keyLink is theirs.
+For the output root of a ``pstream local`` pipeline (``<project>/out/<id>``, see ``pstream get
+stream``), ``forget`` first removes the subjects' events from that pipeline's spool
+(``controlplane.spool_lifecycle.forget_in_output_spool``).
 """
 from __future__ import annotations
 
@@ -32,12 +35,9 @@ import os
 import sys
 import time
 
-from apache_beam.io.filesystems import FileSystems
-
-from cli.export_files import encrypted_files, scrub_output
 from cli.key_store import open_ids, report_residue, store_files, subject_hashes
+from cli.main import summary
 from cli.store_options import add_store_options, local_output, open_kek, open_store
-from contracts import ContractError, load_contract
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
 from privacy.kek import KekError
@@ -50,7 +50,7 @@ _HASHED_HELP = "the arguments are subject hashes (as `subjects list` prints them
 
 
 def register(subparsers) -> None:
-    subjects = subparsers.add_parser("subjects", help="data subjects: list, keyLinks, forget, access requests")
+    subjects = subparsers.add_parser("subjects", help=summary("subjects"))
     actions = subjects.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
@@ -79,7 +79,7 @@ def register(subparsers) -> None:
         "cannot clean is named and the exit status is 1.")
     forget.add_argument("subjects", nargs="+", metavar="SUBJECT", help="data subject ids")
     forget.add_argument("--hashed", action="store_true", help=_HASHED_HELP)
-    forget.add_argument("--key_export", action="append", default=[], metavar="FILE",
+    forget.add_argument("--key-export", action="append", default=[], metavar="FILE",
                         help="a key-export file (pstream keys export) to remove the keys from; repeatable")
     forget.add_argument("--compact", action="store_true",
                         help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
@@ -107,6 +107,8 @@ def _fail(command: str, exc: Exception) -> int:
 
 def _plans(contract: str | None):
     """plan_for(ref): one FieldPlan per contract reference (or the one --contract); None if unknown."""
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     fixed = FieldPlan(load_contract(contract)) if contract else None
     plans: dict = {}
 
@@ -125,6 +127,8 @@ def _plans(contract: str | None):
 
 def _read_events(files: list[str], links: set[str] | None = None):
     """Events of the files; with ``links``, other lines are skipped without being parsed."""
+    from apache_beam.io.filesystems import FileSystems
+
     for path in files:
         with FileSystems.open(path) as raw:
             for line in iter(raw.readline, b""):
@@ -136,6 +140,8 @@ def _read_events(files: list[str], links: set[str] | None = None):
 
 def _ids_of(args, store, wanted: set[str]) -> tuple[dict[str, str], int]:
     """{subject hash: id} recovered from the encrypted output, and the number of files read."""
+    from cli.export_files import encrypted_files
+
     kek = open_kek(args)
     ids = lookup_key(store, kek)
     keys = StoreKeys(store, kek, max_age_s=float("inf"))
@@ -166,6 +172,8 @@ def _shown(subject: str) -> str:
 
 
 def _list(args) -> int:
+    from contracts import ContractError
+
     try:
         store = open_store(args)
         rows = store.subjects()
@@ -196,11 +204,16 @@ def _forget(args) -> int:
     started = time.monotonic()
     try:
         subjects = {check_subject_id(s) for s in args.subjects}
+        from controlplane.spool_lifecycle import forget_in_output_spool   # a `pstream local` project's spool
+        spooled = forget_in_output_spool(args.output, subjects)
+        if spooled is not None:
+            print(spooled.summary(), file=sys.stderr)
         store = open_store(args)
         hashes = subject_hashes(args, store, sorted(subjects), args.hashed)
         deleted = store.delete_subjects(hashes.values())
     except (KeyStoreError, KekError, ValueError) as exc:
         return _fail("forget", exc)
+    from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
     report = scrub_output(local_output(args), set(deleted), set(hashes.values()),
                           set() if args.hashed else subjects, extra=args.key_export, skip=store_files(store))
     if args.compact:
@@ -217,6 +230,8 @@ def _forget(args) -> int:
 
 
 def _export(args) -> int:
+    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
@@ -227,6 +242,7 @@ def _export(args) -> int:
         policies = {p.policy_id: p for p in store.policies()}
     except (KeyStoreError, KekError, ContractError, ValueError) as exc:
         return _fail("export", exc)
+    from cli.export_files import encrypted_files   # Beam's file systems: not imported for --help
     files = encrypted_files(args.paths or args.output, key_days(records)) if records else []
     report = access_report(subject, records, keys, _read_events(files, set(keys)), plan_for, policies)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"

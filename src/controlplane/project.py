@@ -1,10 +1,13 @@
 """The local project: pipelines (streams) with their credentials, privacy streams, data
-connectors and batch exporters, kept in one YAML file that the CLI edits and the gateway reads.
+connectors and batch exporters, kept in one schema-checked YAML file that the CLI edits and the
+gateway and the local loop read.
 
     from controlplane.project import Project
     project = Project.open()                    # $PSTREAM_PROJECT_DIR or ~/.config/pstream
-    project = Project.open("/tmp/demo")         # or an explicit directory (--project_dir)
-    pipeline = project.create_pipeline("demo")  # generates a client id and secret
+    project = Project.open("/tmp/demo")         # or an explicit directory (--project-dir)
+    pipeline = project.create_pipeline("demo")  # a client id and a secret: pipeline.client_secret,
+                                                # shown once (only its hash is saved)
+    project.rotate_credentials("demo").client_secret   # a new secret; earlier tokens are refused
     project.create_privacy_stream("demo-1", source="demo", mode="CUMULATIVE", levels=[1])
     project.create_data_connector({"name": "lake", "kind": "s3", "bucket": "acme-lake",
                                    "credentials": {"file": "/run/secrets/aws-key.json"}})
@@ -13,24 +16,43 @@ connectors and batch exporters, kept in one YAML file that the CLI edits and the
         exporter.directory                                         # 's3://acme-lake/events'
     project.save()
 
+The file follows the published schema ``src/schemas/project.schema.json`` (``schemas.load_checked``):
+an unknown or misspelled key is an error naming the nearest valid one, as for contracts and
+pipeline configs. Every resource name (pipeline, privacy stream, data connector, batch
+exporter) is 1-63 lowercase letters, digits and '-', checked at creation and on every load,
+because names become file names (state, exports).
+
 Data connectors and batch exporters are the ones of ``pipelines.connectors``: a connector is
 stored as the mapping a pipeline config's ``connectors:`` holds and checked by the same
 ``parse_connector``; the exporters of a pipeline are built by ``parse_exporters``.
 
+Credentials: a pipeline's client secret is random (256 bits), shown once when it is created or
+rotated, and stored only as ``sha256:<salt>:<HMAC-SHA256(salt, secret)>``: the gateway verifies
+secrets (``Pipeline.check_secret``, constant time) and never needs to read them. Every rotation
+raises ``credential_generation``; ``gateway.auth`` binds tokens to the client id and the
+generation, so deleting, re-creating or rotating a pipeline's credentials refuses every earlier
+token at once.
+
 Layout of a project directory::
 
-    project.yaml        the resources below (mode 0600: it holds client secrets)
+    project.yaml        the resources below (mode 0600)
     gateway.key         the gateway's token-signing key (0600, created on first use)
-    contracts/          extra data contracts (<handle>/<name>/<version>.yaml), next to the shipped ones
-    spool/<pipeline>/   the gateway's append-only JSONL segments of accepted events
-    out/<pipeline>/     the pipeline's outputs: encrypted/, streams/<name>/, keys/, dead_letter/
+    contracts/          the project's own data contracts: <handle>/<name>/<version>.yaml
+                        (controlplane.contracts.ContractRegistry), next to the shipped ones
+    spool/<id>/         the gateway's segments of accepted events of the pipeline with this id
+    out/<id>/           the pipeline's outputs: encrypted/, streams/<name>/, keys/, dead_letter/
+    state/<id>.json     what the local loop has processed (state/exporter-<id>.json per exporter)
     exports/<name>/     what a local data connector created without --path receives
     credentials/        credentials given as `pstream create data-connector` flags (0600 files)
 
-Saving is atomic (temp file + rename), so a reader (the gateway) never sees half a file.
+A pipeline's ``id`` is ``<name>-<12 hex digits>``, new for every pipeline created, so a new
+pipeline of a deleted one's name starts with an empty spool and empty outputs. Saving is atomic
+(temp file + rename), so a reader (the gateway) never sees half a file.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -40,21 +62,42 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from privacy.masking import DEFAULT_MASK_HASH, MURMUR3
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec
 
 PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
 DEFAULT_PROJECT_DIR = Path.home() / ".config" / "pstream"
-PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+PIPELINE_NAME = NAME
 JDBC = "jdbc"
 JDBC_DATABASE_TYPES = ("POSTGRES", "MYSQL", "BIGQUERY", "SNOWFLAKE")
 SHORT_INTERVALS_ENV = "PSTREAM_ALLOW_SHORT_INTERVALS"   # tests of the local loop: intervals from 1 s
+MAX_PROJECT_BYTES = 16 << 20
+_HASH = "sha256"
 
 
 class ProjectError(ValueError):
     """A request the project cannot satisfy; the message says which resource and why."""
+
+
+def check_name(kind: str, name) -> str:
+    """``name`` unchanged, or ProjectError: 1-63 lowercase letters, digits and '-'."""
+    if isinstance(name, str) and NAME.fullmatch(name):
+        return name
+    text = str(name)
+    shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+    shown = shown.encode("unicode_escape").decode("ascii")
+    raise ProjectError(f"{kind} name '{shown}': use 1-63 lowercase letters, digits and '-', "
+                       "starting with a letter or digit")
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """``sha256:<salt hex>:<HMAC-SHA256(salt, secret) hex>``. The secrets are 256 random bits, so
+    a salted fast hash is enough: no password-style stretching, which would let anyone with a
+    client id make the token endpoint burn CPU."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hmac.new(salt, secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"{_HASH}:{salt.hex()}:{digest}"
 
 
 @dataclass
@@ -63,10 +106,27 @@ class Pipeline:
 
     name: str
     client_id: str
-    client_secret: str
+    client_secret_hash: str = ""
+    credential_generation: int = 1
+    credentials_rotated_at: int = 0
     enabled: bool = True
     created_at: int = 0
     description: str = ""
+    id: str = ""
+    # the plaintext secret, only right after create_pipeline / rotate_credentials; never saved
+    client_secret: str | None = field(default=None, repr=False, compare=False)
+
+    def check_secret(self, secret) -> bool:
+        """Whether ``secret`` is this pipeline's client secret (constant time in the secret)."""
+        if not isinstance(secret, str) or not self.client_secret_hash.startswith(_HASH + ":"):
+            return False
+        _, salt, digest = self.client_secret_hash.split(":")
+        return hmac.compare_digest(hash_secret(secret, bytes.fromhex(salt)).rsplit(":", 1)[1], digest)
+
+    def to_file(self) -> dict:
+        data = asdict(self)
+        del data["client_secret"]
+        return data
 
 
 @dataclass
@@ -87,6 +147,9 @@ class PrivacyStream:
         return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed,
                                  self.mask_hash, self.generalise)
 
+    def to_file(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class DataConnector:
@@ -104,6 +167,9 @@ class DataConnector:
     @property
     def kind(self) -> str:
         return self.entry.get("kind", "")
+
+    def to_file(self) -> dict:
+        return dict(self.entry)
 
     def connector(self, source: str):
         """The ``pipelines.connectors.Connector``; ProjectError for JDBC or an invalid entry."""
@@ -131,6 +197,9 @@ class BatchExporter:
     id: str = ""
     created_at: int = 0
 
+    def to_file(self) -> dict:
+        return asdict(self)
+
 
 _SECTIONS = {
     "pipelines": Pipeline,
@@ -140,21 +209,30 @@ _SECTIONS = {
 }
 
 
-def _load_connector(entry) -> DataConnector:
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise TypeError("a data connector must be a mapping with a name")
-    if "type" in entry and "settings" in entry:
-        raise TypeError(f"data connector '{entry['name']}' is in the old form (type, settings): delete it from "
-                        "the file and create it again with `pstream create data-connector`")
-    return DataConnector(dict(entry))
-
-
 def default_project_dir() -> Path:
     return Path(os.environ.get(PROJECT_DIR_ENV) or DEFAULT_PROJECT_DIR)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _load_pipeline(entry: dict) -> Pipeline:
+    entry = dict(entry)
+    legacy = entry.pop("client_secret", None)
+    pipeline = Pipeline(**entry)
+    if legacy is not None and not pipeline.client_secret_hash:
+        pipeline.client_secret_hash = hash_secret(legacy)   # the plaintext is not written back
+    pipeline.id = pipeline.id or pipeline.name   # older files: directories named after the pipeline
+    return pipeline
+
+
+def _refuse_old_forms(data, path: Path) -> None:
+    """Entries of earlier project files that the schema would only call unknown keys: say how to fix them."""
+    for entry in (data.get("data_connectors") or []) if isinstance(data, dict) else []:
+        if isinstance(entry, dict) and "type" in entry and "settings" in entry:
+            raise ProjectError(f"{path}: data connector '{entry.get('name')}' is in the old form (type, settings): "
+                               "delete it from the file and create it again with `pstream create data-connector`")
 
 
 class Project:
@@ -169,27 +247,49 @@ class Project:
         self.data_connectors: dict[str, DataConnector] = {}
         self.batch_exporters: dict[str, BatchExporter] = {}
         self.settings: dict = {}
+        self._clients: dict[str, Pipeline] | None = None
 
     # ----------------------------------------------------------------- files
     @classmethod
     def open(cls, directory: str | Path | None = None) -> "Project":
+        """The project in ``directory`` (empty if it has no project file); ProjectError for a
+        file that does not follow ``project.schema.json``, naming the file, the key and the
+        nearest valid key."""
         project = cls(Path(directory) if directory else default_project_dir())
         path = project.path
-        if path.exists():
-            try:
-                data = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ProjectError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(data, dict):
-                raise ProjectError(f"{path}: a project file must be a YAML mapping")
-            for section, kind in _SECTIONS.items():
-                for entry in data.get(section) or []:
-                    try:
-                        item = _load_connector(entry) if kind is DataConnector else kind(**entry)
-                    except TypeError as exc:
-                        raise ProjectError(f"{path}: {section}: {exc}") from None
-                    getattr(project, section)[item.name] = item
-            project.settings = data.get("settings") or {}
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            return project
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot be read: {exc.strerror}") from None
+        from schemas import SchemaError, check, load_strict_yaml   # jsonschema: only when a project is read
+
+        try:
+            data = load_strict_yaml(text, str(path), max_bytes=MAX_PROJECT_BYTES) or {}
+            _refuse_old_forms(data, path)
+            check(data, "project", source=str(path))
+        except SchemaError as exc:
+            raise ProjectError(str(exc)) from None
+        names: set[str] = set()
+        for section, kind in _SECTIONS.items():
+            for entry in data.get(section) or []:
+                if kind is Pipeline:
+                    item = _load_pipeline(entry)
+                elif kind is DataConnector:
+                    item = DataConnector(dict(entry))
+                else:
+                    item = kind(**entry)
+                try:
+                    check_name(section, item.name)   # also here: names become file names
+                except ProjectError as exc:
+                    raise ProjectError(f"{path}: {exc}") from None
+                key = (section if section in ("data_connectors", "batch_exporters") else "streams", item.name)
+                if key in names:
+                    raise ProjectError(f"{path}: {section}: '{item.name}' is defined twice")
+                names.add(key)
+                getattr(project, section)[item.name] = item
+        project.settings = data.get("settings") or {}
         return project
 
     @property
@@ -197,15 +297,16 @@ class Project:
         return self.directory / self.FILE
 
     def save(self) -> None:
+        import yaml
+
         self.directory.mkdir(parents=True, exist_ok=True)
-        data = {section: [item.entry if isinstance(item, DataConnector) else asdict(item)
-                          for item in getattr(self, section).values()] for section in _SECTIONS}
+        data = {section: [item.to_file() for item in getattr(self, section).values()] for section in _SECTIONS}
         data["settings"] = self.settings
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".project-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as handle:
                 handle.write("# pstream project: pipelines, privacy streams, data connectors, batch exporters.\n"
-                             "# Holds client secrets: keep it private (mode 0600).\n")
+                             "# Format: src/schemas/project.schema.json. Keep it private (mode 0600).\n")
                 yaml.safe_dump(data, handle, sort_keys=False)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -216,11 +317,28 @@ class Project:
                 os.unlink(temp)
             raise
 
+    def pipeline(self, name: str) -> Pipeline:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise ProjectError(f"no pipeline named '{name}' (see `pstream list streams`)") from None
+
     def spool_dir(self, pipeline: str) -> Path:
-        return self.directory / "spool" / pipeline
+        """The gateway's spool of a pipeline (by name): ``spool/<pipeline id>/``."""
+        return self.directory / "spool" / self.pipeline(pipeline).id
 
     def output_dir(self, pipeline: str) -> Path:
-        return self.directory / "out" / pipeline
+        """The outputs of a pipeline (by name): ``out/<pipeline id>/``."""
+        return self.directory / "out" / self.pipeline(pipeline).id
+
+    def stream_dir(self, stream: str) -> Path:
+        """Where a stream's events are written: a pipeline's encrypted/, a privacy stream's streams/<name>/."""
+        pipeline = self.source_of(stream)
+        out = self.output_dir(pipeline)
+        return out / "encrypted" if stream == pipeline else out / "streams" / stream
+
+    def state_dir(self) -> Path:
+        return self.directory / "state"
 
     def contracts_dir(self) -> Path:
         return self.directory / "contracts"
@@ -230,24 +348,45 @@ class Project:
 
     # ------------------------------------------------------------- pipelines
     def create_pipeline(self, name: str, description: str = "") -> Pipeline:
-        if not PIPELINE_NAME.match(name):
-            raise ProjectError(f"stream name '{name}': use 1-63 lowercase letters, digits and '-'")
+        """A new pipeline with a new id, client id and secret (``.client_secret``, this once)."""
+        check_name("stream", name)
         self._check_free(name)
+        secret = secrets.token_urlsafe(32)
         pipeline = Pipeline(
             name=name,
             client_id=f"{name}-{uuid.uuid4().hex[:12]}",
-            client_secret=secrets.token_urlsafe(32),
+            client_secret_hash=hash_secret(secret),
             created_at=_now_ms(),
             description=description,
+            id=f"{name}-{secrets.token_hex(6)}",
+            client_secret=secret,
         )
         self.pipelines[name] = pipeline
         return pipeline
 
-    def pipeline_by_client(self, client_id: str) -> Pipeline | None:
-        for pipeline in self.pipelines.values():
-            if pipeline.client_id == client_id:
-                return pipeline
-        return None
+    def rotate_credentials(self, name: str) -> Pipeline:
+        """A new client secret (``.client_secret``, this once) and the next credential generation:
+        tokens issued before are refused from now on."""
+        pipeline = self.pipeline(name)
+        secret = secrets.token_urlsafe(32)
+        pipeline.client_secret_hash = hash_secret(secret)
+        pipeline.credential_generation += 1
+        pipeline.credentials_rotated_at = _now_ms()
+        pipeline.client_secret = secret
+        return pipeline
+
+    def pipeline_by_client(self, client_id) -> Pipeline | None:
+        """The pipeline of a client id (a dict lookup: the gateway asks on every request)."""
+        index = self._clients
+        if index is None or len(index) != len(self.pipelines):
+            index = self._clients = {p.client_id: p for p in self.pipelines.values()}
+        pipeline = index.get(client_id)
+        if pipeline is not None and self.pipelines.get(pipeline.name) is pipeline and pipeline.client_id == client_id:
+            return pipeline
+        found = next((p for p in self.pipelines.values() if p.client_id == client_id), None)
+        if found is not None or pipeline is not None:
+            self._clients = None   # changed behind the index's back: rebuilt on the next call
+        return found
 
     def source_of(self, stream: str) -> str:
         """The pipeline a stream name belongs to (itself for a pipeline)."""
@@ -258,7 +397,11 @@ class Project:
         raise ProjectError(f"no stream named '{stream}' (see `pstream list streams`)")
 
     def delete_stream(self, name: str, recursive: bool = False) -> list[str]:
-        """Delete a pipeline or privacy stream; a pipeline with privacy streams needs ``recursive``."""
+        """Delete a pipeline or privacy stream; a pipeline with privacy streams needs ``recursive``.
+
+        A pipeline's spool and outputs stay under its id (``spool/<id>``, ``out/<id>``): no other
+        pipeline uses them, whatever its name; remove them with ``pipeline_data(pipeline)``'s paths.
+        """
         deleted = []
         if name in self.privacy_streams:
             self._check_no_exporters([name])
@@ -277,6 +420,11 @@ class Project:
         del self.pipelines[name]
         deleted.append(name)
         return deleted
+
+    def pipeline_data(self, name: str) -> list[Path]:
+        """The spool, output and state paths of a pipeline (which may or may not exist)."""
+        pipeline = self.pipeline(name)
+        return [self.spool_dir(name), self.output_dir(name), self.state_dir() / f"{pipeline.id}.json"]
 
     def _check_no_exporters(self, streams: list[str]) -> None:
         users = [e.name for e in self.batch_exporters.values() if e.stream in streams]
@@ -300,7 +448,7 @@ class Project:
         if mode not in (CUMULATIVE, GRANULAR):
             raise ProjectError(f"mode must be {CUMULATIVE} or {GRANULAR}")
         levels = sorted(set(int(v) for v in levels))
-        name = name or "-".join([source] + [str(v) for v in levels])
+        name = check_name("stream", name or "-".join([source] + [str(v) for v in levels]))
         self._check_free(name)
         if mask_seed is None and masked_fields and mask_hash == MURMUR3:
             mask_seed = secrets.randbits(31)
@@ -317,11 +465,12 @@ class Project:
     def create_data_connector(self, entry: dict) -> DataConnector:
         """Add a connector given as a pipeline config's ``connectors:`` entry (or a JDBC source).
 
-        Validated by ``pipelines.connectors.parse_connector``, with its messages; a local
-        connector's path is stored absolute.
+        The name follows the project's resource names; the rest is validated by
+        ``pipelines.connectors.parse_connector``, with its messages; a local connector's path
+        is stored absolute. Reaching it is ``controlplane.connectors.probe_data_connector``'s.
         """
         entry = {k: v for k, v in entry.items() if v is not None}
-        name = entry.get("name")
+        name = check_name("data connector", entry.get("name"))
         if name in self.data_connectors:
             raise ProjectError(f"a data connector named '{name}' already exists")
         if entry.get("kind") == JDBC:
@@ -349,7 +498,7 @@ class Project:
         """Write credentials given as flags to ``credentials/<name>.json`` (0600); returns its path."""
         folder = self.credentials_dir()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{name}.json"
+        path = folder / f"{check_name('data connector', name)}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -366,7 +515,10 @@ class Project:
         self.source_of(stream)
         if data_connector not in self.data_connectors:
             raise ProjectError(f"no data connector named '{data_connector}'")
-        name = name or f"{stream}-{data_connector}"
+        if name is None and len(f"{stream}-{data_connector}") > 63:
+            raise ProjectError(f"the default exporter name '{stream}-{data_connector}' is longer than 63 "
+                               "characters: give one with --name")
+        name = check_name("batch exporter", name or f"{stream}-{data_connector}")
         if name in self.batch_exporters:
             raise ProjectError(f"a batch exporter named '{name}' already exists")
         exporter = BatchExporter(name, stream, data_connector, interval, path_prefix, include_existing_events,
@@ -416,8 +568,6 @@ def _jdbc_entry(entry: dict, source: str) -> dict:
     unknown = sorted(set(entry) - {"name", "kind", "uri", "database_type"})
     if unknown:
         raise ProjectError(f"{where}: unknown key(s) for kind jdbc: {', '.join(unknown)}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", str(entry.get("name") or "")):
-        raise ProjectError(f"{where}: name must be letters, digits, '-', '_' or '.' (at most 63)")
     if not str(entry.get("uri") or "").startswith("jdbc:"):
         raise ProjectError(f"{where}: uri must be a JDBC URI (jdbc:...)")
     database_type = entry.get("database_type")

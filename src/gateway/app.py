@@ -50,7 +50,7 @@ import orjson
 
 from contracts.avro import avro_schema
 from contracts.events import EventError, EventValidator
-from gateway.auth import TokenError, TokenIssuer
+from gateway.auth import TokenError, TokenIssuer, authenticate_client
 from gateway.metrics import Metrics
 from controlplane.project import Project, ProjectError
 from gateway.problems import ProblemLog
@@ -275,12 +275,10 @@ class GatewayApp:
         # 401 / 403: who is sending, and to which pipeline
         if token is None or not token[:7].lower() == b"bearer ":
             raise _Reject(401, "Missing bearer token")
-        pipeline = self._verify(token[7:])
+        entry = self._verify(token[7:])   # bound to the client id and credential generation
+        pipeline = entry.name
         if wanted_pipeline is not None and wanted_pipeline != pipeline:
             raise _Reject(403, f"Token is not valid for stream '{wanted_pipeline}'")
-        entry = self.project().pipelines.get(pipeline)
-        if entry is None:
-            raise _Reject(401, "Unauthorized: the stream of this token no longer exists")
         if not entry.enabled:
             raise _Reject(403, f"Stream '{pipeline}' is disabled")
         # 413 / 415: size and format
@@ -331,7 +329,7 @@ class GatewayApp:
                 self.problems.report("publish", str(exc))
                 raise _Reject(503, "Event could not be published, try again") from None
         else:
-            spool = self.spools.get(pipeline) or self.spool(pipeline)
+            spool = self.spools.get(entry.id) or self.spool(entry.id)   # spool/<pipeline id>/
             try:
                 await spool.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
             except OSError as exc:  # disk full, I/O error: not accepted, the sender may retry
@@ -366,14 +364,14 @@ class GatewayApp:
             raise _Reject(400, "Malformed token request")
         if params.get("grant_type", "client_credentials") != "client_credentials":
             raise _Reject(400, "Only grant_type=client_credentials is supported")
-        pipeline = self.project().pipeline_by_client(params.get("client_id", ""))
-        if pipeline is None:  # a pipeline created a moment ago: re-read now
+        client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+        pipeline = authenticate_client(self.project(), client_id, secret)
+        if pipeline is None:  # created or rotated a moment ago: re-read now
             self._project_checked = 0.0
-            pipeline = self.project().pipeline_by_client(params.get("client_id", ""))
-        secret = params.get("client_secret", "")
-        if pipeline is None or not _equal(secret, pipeline.client_secret):
+            pipeline = authenticate_client(self.project(), client_id, secret)
+        if pipeline is None:
             raise _Reject(401, "Invalid client credentials")
-        token, expires_in = self.issuer.issue(pipeline.name)
+        token, expires_in = self.issuer.issue(pipeline)
         self.metrics.inc("gateway_tokens_issued_total", 200)
         body = orjson.dumps({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
         await self._answer(send, 200, body, b"application/json")
@@ -393,9 +391,10 @@ class GatewayApp:
         try:
             if not token:
                 raise _Reject(401, "Missing bearer token")
-            pipeline = self._verify(token)
+            pipeline = self._verify(token).name
             try:
                 source = self.project().source_of(stream)
+                directory = self.project().stream_dir(stream)
             except ProjectError as exc:
                 raise _Reject(404, str(exc)) from None
             if source != pipeline:
@@ -405,8 +404,6 @@ class GatewayApp:
                         "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
             await send({"type": "websocket.http.response.body", "body": reject.message.encode()})
             return
-        out = self.project_dir / "out" / source
-        directory = out / "encrypted" if stream == source else out / "streams" / stream
         from_start = query.get("from", [""])[0] == "start"
         existing = set() if from_start else set(visible_jsonl(directory))  # before the client hears "accepted"
         await send({"type": "websocket.accept"})
@@ -431,19 +428,16 @@ class GatewayApp:
                 except Exception:  # already closed by the peer
                     pass
 
-    def _verify(self, token: bytes) -> str:
-        """The pipeline of a bearer token (the bytes after "Bearer "); 401 for anything else."""
+    def _verify(self, token: bytes):
+        """The pipeline (``controlplane.project.Pipeline``) of a bearer token (the bytes after
+        "Bearer "), checked against the project's credential generations; 401 for anything else."""
         token = token.strip()
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise _Reject(401, "Unauthorized: malformed token")
         try:
-            return self.issuer.verify(token.decode("ascii"))
+            return self.issuer.verify(token.decode("ascii"), self.project())
         except TokenError as exc:
             raise _Reject(401, f"Unauthorized: {exc}") from None
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def _is_loopback(client) -> bool:

@@ -118,7 +118,9 @@ class GatewaySettings:
             for key in ("type", "metavar", "choices"):
                 if meta[key] is not None:
                     options[key] = meta[key]
-            target.add_argument(cls.flag(item.name), *meta["aliases"], **options)
+            target.add_argument(cls.flag(item.name), **options)
+            for alias in meta["aliases"]:   # older spellings: accepted, not shown (flags are kebab-case)
+                target.add_argument(alias, **{**options, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS})
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> "GatewaySettings":

@@ -121,10 +121,33 @@ class PipelineConfig:
                 raise ConfigError(
                     f"{contract.source or contract.ref}: retention: policy '{contract.retention_policy}' is not a "
                     f"policy of the key store {uri} (it has: {', '.join(sorted(known)) or 'none'}); create it "
-                    f"first: pstream policies create {contract.retention_policy} --retention_days N "
-                    f"--legal_grounds TEXT --key_store {uri}")
+                    f"first: pstream policies create {contract.retention_policy} --retention-days N "
+                    f"--legal-grounds TEXT --key-store {uri}")
             policies[contract.ref] = policy
         return policies
+
+    @classmethod
+    def build(cls, name: str, contract: Contract, input_path: str, streams: list[StreamSpec], output: str,
+              input_format: str = "jsonl", source: str = "") -> "PipelineConfig":
+        """A config made in code rather than read from a file (the local loop builds one from the
+        project model), with ``load_config``'s defaults: a local output keeps its key store and
+        KEK in the output root; consent and event time come from each event's ``strmMeta``."""
+        if is_remote(output):
+            raise ConfigError(f"{source or name}: output '{output}' is remote: build the config with load_config")
+        for spec in streams:  # a project stream's rule whose field this contract lacks does nothing here
+            _check_rules(spec, contract, source or name, missing=False)
+        return cls(name=name, contract=contract, input_path=input_path, input_format=input_format,
+                   consent=ConsentConfig.from_dict(None), timestamp=TimestampConfig.from_dict(None),
+                   streams=list(streams), output=output, key_store=_local_key_store(output), kek=_local_kek(output),
+                   source=source or name)
+
+
+def _local_key_store(output: str) -> str:
+    return "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
+
+
+def _local_kek(output: str) -> str:
+    return "local://" + os.path.abspath(os.path.join(output, "kek.json"))
 
 
 def _read_text(source: str) -> str:
@@ -161,15 +184,20 @@ def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec
         if unknown:
             raise ConfigError(f"{where}: stream '{spec.name}': mask '{_shown(unknown[0])}' names no field of contract "
                               f"{contract.ref} (fields: {_shown(', '.join(paths))})")
-        problems = spec.rule_problems(contract)
-        if problems:
-            raise ConfigError(f"{where}: stream '{spec.name}': {problems[0]}")
+        _check_rules(spec, contract, where)
         specs.append(spec)
     names = [s.name for s in specs]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(f"{source}: streams: names must be unique, repeated: {', '.join(sorted(duplicates))}")
     return specs
+
+
+def _check_rules(spec: StreamSpec, contract: Contract, where: str, missing: bool = True) -> None:
+    """A stream's generalisation rules must name fields of the contract, of types they fit."""
+    problems = spec.rule_problems(contract, missing)
+    if problems:
+        raise ConfigError(f"{where}: stream '{spec.name}': {problems[0]}")
 
 
 def _check_input_field(field: str | None, key: str, source: str, contract: Contract) -> None:
@@ -227,12 +255,12 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         if not local:
             raise ConfigError(f"{source}: output '{output}' is remote: give a key store (--key_store postgresql://... "
                               "or keys.store), the workers must share it")
-        key_store = "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
+        key_store = _local_key_store(output)
     if not kek:
         if not local:
             raise ConfigError(f"{source}: output '{output}' is remote: give a KEK (--kek gcp-kms://..., aws-kms://... "
                               "or keys.kek)")
-        kek = "local://" + os.path.abspath(os.path.join(output, "kek.json"))
+        kek = _local_kek(output)
 
     interval = int(overrides.get("export_interval") or export.get("interval") or 60)
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:

@@ -3,7 +3,7 @@
     from pipelines.exporting import prepare_exports, write_batch_exports
     exports = prepare_exports(config, options)     # Beam options for the connectors, then the probe
     outputs = privacy_graph(pairs, config)         # pipelines.graph
-    write_batch_exports(outputs, exports.exporters, config)
+    write_batch_exports(outputs, exports.exporters, config.max_file_bytes)
 
 ``prepare_exports`` runs before the pipeline is built, so a connector with wrong credentials
 fails the launch with a message naming it, before any event is read. In a batch run every
@@ -41,15 +41,16 @@ def prepare_exports(config: PipelineConfig, options, probe: bool = True) -> Expo
     return exports
 
 
-def write_batch_exports(outputs: dict, exporters: list[Exporter], config: PipelineConfig,
+def write_batch_exports(outputs: dict, exporters: list[Exporter], max_bytes: int,
                         run_id: str | None = None, run_started: float | None = None) -> dict:
-    """One WriteJsonlBatches per exporter; returns the PCollections of file paths by exporter name."""
+    """One WriteJsonlBatches per exporter (shards of ``max_bytes``); returns the PCollections of
+    file paths by exporter name."""
     from transforms.write_jsonl import WriteJsonlBatches
     run_id, run_started = run_id or str(uuid.uuid4()), run_started if run_started is not None else time.time()
     written = {}
     for exporter in exporters:
         written[f"exporter/{exporter.name}"] = outputs[output_key(exporter)] | f"Export {exporter.name}" >> \
-            WriteJsonlBatches(exporter.directory, kind=exporter.file_kind, max_bytes=config.max_file_bytes,
+            WriteJsonlBatches(exporter.directory, kind=exporter.file_kind, max_bytes=max_bytes,
                               run_id=run_id, run_started=run_started, counter=f"exporter_{exporter.name}")
     return written
 

@@ -87,5 +87,5 @@ def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = Non
     written = write_outputs(outputs, config)
     if exporters:
         from pipelines.exporting import write_batch_exports  # connectors and exporters (pipelines/connectors.py)
-        written.update(write_batch_exports(outputs, list(exporters), config))
+        written.update(write_batch_exports(outputs, list(exporters), config.max_file_bytes))
     return written

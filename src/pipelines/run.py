@@ -99,7 +99,10 @@ def prepare(config: PipelineConfig, echo=print) -> None:
     if not config.input_path:
         raise ConfigError(f"{config.source}: no input: give --input or input.path in the config")
     if config.is_default_example and not is_remote(config.input_path) and not Path(config.input_path).exists():
-        count = write_webshop_csv(config.input_path)
+        try:
+            count = write_webshop_csv(config.input_path)
+        except ValueError as exc:   # e.g. faker absent: a workers' install, without the workshop extra
+            raise ConfigError(f"no input given, and the example input cannot be generated: {exc}") from None
         echo(f"generated {count} web shop rows into {config.input_path}")
     try:
         matched = FileSystems.match([config.input_path])[0].metadata_list
@@ -194,14 +197,22 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     no_pii = no_pii_warning(config)
     if no_pii:
         _LOG.warning(no_pii)
+    return run_config(config, options, exports.exporters, echo)
+
+
+def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print) -> int:
+    """Run the job of a config already made (``load_config``, or ``PipelineConfig.build`` in the
+    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up."""
+    standard = options.view_as(StandardOptions)
+    no_pii = no_pii_warning(config)
     if standard.streaming:
-        return run_streaming(options, config, exports.exporters, echo)
+        return run_streaming(options, config, list(exporters), echo)
     if standard.runner is None and not standard.streaming:
         standard.runner = LOCAL_RUNNER
     echo(f"running {config.name}: {config.input_path} ({config.contract.ref}) -> {config.output}")
     started = time.time()
     pipeline = beam.Pipeline(options=options)
-    build_batch_graph(pipeline, config, exporters=exports.exporters)
+    build_batch_graph(pipeline, config, exporters=exporters)
     result = pipeline.run()
     if is_remote_runner(options):  # Dataflow, Flink: submitted; the job's counters are in its console
         echo(f"submitted to {standard.runner}: {job_id(result)}")
@@ -210,7 +221,7 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     elapsed = time.time() - started
     values = counters(result)
     rows, problems = summarize(values, config)
-    rows += summary_rows(values, exports.exporters)
+    rows += summary_rows(values, list(exporters))
     width = max(len(label) for label, _ in rows)
     echo(f"\n{'output / count':<{width}}  {'events':>10}")
     for label, value in rows:

@@ -117,7 +117,7 @@ def old_version_message(uri: str, version: int) -> str:
         return (f"the key store {uri} has schema version {version}, newer than this pstream knows "
                 f"({SCHEMA_VERSION}): use a newer pstream")
     return (f"the key store {uri} was made by an older pstream (schema version {version}: key-field values "
-            f"and data-subject ids in plaintext). Migrate it once with `pstream keys migrate --key_store "
+            f"and data-subject ids in plaintext). Migrate it once with `pstream keys migrate --key-store "
             f"{uri} --kek <its KEK> --output <the runs' output root>` (it also rewrites the keys/ rows); "
             f"see docs/key-management.md")
 

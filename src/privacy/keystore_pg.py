@@ -369,7 +369,7 @@ class PostgresKeyStore:
     def residue(self) -> str | None:
         if self._deleted and not self._compacted:
             return ("PostgreSQL keeps deleted rows' bytes in its table files until they are rewritten: run "
-                    f"`pstream keys compact --key_store {self.uri}` (VACUUM FULL); its WAL, backups, replicas "
+                    f"`pstream keys compact --key-store {self.uri}` (VACUUM FULL); its WAL, backups, replicas "
                     "and archives keep copies for as long as they are kept (docs/key-management.md)")
         return None
 

@@ -121,14 +121,17 @@ class StreamSpec:
         """field path -> rule."""
         return dict(self.generalised)
 
-    def rule_problems(self, contract) -> list[str]:
+    def rule_problems(self, contract, missing: bool = True) -> list[str]:
         """What keeps the rules from applying to ``contract`` (``contracts.model.Contract``): a path
-        that names no field, a rule that does not fit the field's type; each message names the field."""
+        that names no field (unless ``missing`` is False: a project stream sees events of several
+        contracts, and a rule without its field does nothing to them), a rule that does not fit the
+        field's type; each message names the field."""
         problems = []
         for path, rule in self.generalised:
             node = contract.node(path)
             if node is None:
-                problems.append(f"generalise '{path}' names no field of contract {contract.ref}")
+                if missing:
+                    problems.append(f"generalise '{path}' names no field of contract {contract.ref}")
                 continue
             problem = rule.problem(node.type)
             if problem:

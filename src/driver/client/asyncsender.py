@@ -26,12 +26,14 @@ _RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError)
 
 
 class AsyncSender:
-    def __init__(self, client_id: str, client_secret: str, config=None):
+    def __init__(self, client_id: str, client_secret: str | None, config=None, tokens=None):
+        """``tokens``: another source of bearer tokens (``token()``, ``invalidate()``) instead of
+        the client-credentials exchange, e.g. the CLI's tokens signed with the project's key."""
         self.config = ClientConfig.of(config)
         self._client_id = client_id
         self._client_secret = client_secret
         self._session: aiohttp.ClientSession | None = None
-        self.tokens: TokenProvider | None = None
+        self.tokens: TokenProvider | None = tokens
         self.sent = 0
         self.retries = 0
 
@@ -39,7 +41,8 @@ class AsyncSender:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.config.max_connections)
             self._session = aiohttp.ClientSession(connector=connector)
-            self.tokens = TokenProvider(self._session, self.config, self._client_id, self._client_secret)
+            if self.tokens is None:
+                self.tokens = TokenProvider(self._session, self.config, self._client_id, self._client_secret)
 
     async def authenticate(self) -> None:
         """Fetch a token now (raises SendError with the status if the credentials are refused)."""
