@@ -156,6 +156,8 @@ def contracts(draw):
         data["fieldMetadata"] = metadata
     if validations:
         data["validations"] = validations
+    if draw(st.booleans()):
+        data["retention"] = {"policy": draw(st.sampled_from(["marketing", "short-30"]))}
     try:
         return parse_contract(data)
     except ContractError:

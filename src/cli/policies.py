@@ -5,8 +5,9 @@
     pstream keys purge --output out                       # prints: purged 12 expired keys
     pstream keys purge --output out --now 2030-01-01      # as if it were that moment (UTC)
 
-A policy lives in the key store beside the keys; keys record its id (``policyId``) and their
-``expiresAt`` (their day's start plus the policy's retention; 2556 days by default). ``keys
+A policy lives in the key store beside the keys; a data contract names it with ``retention:
+{policy: marketing}`` (privacy.policies), and the keys of its events record its id (``policyId``)
+and their ``expiresAt`` (their day's start plus the policy's retention; 2556 days by default). ``keys
 purge`` deletes keys whose ``expiresAt`` is at or before now, then removes every copy of them
 from the files under the output root (key rows, privacy-stream rows, key exports, temp files)
 and from --key_export files, as ``subjects forget`` does; --compact then rewrites the key store's

@@ -3,6 +3,8 @@
     pstream create stream demo                                   # a pipeline, with credentials
     pstream create stream --derived-from demo --levels 1 --cumulative --masked-fields userId
     pstream create stream demo-marketing --derived-from demo --levels 1,2   # granular
+    pstream create stream demo-groups --derived-from demo --levels 1 --cumulative \
+        --generalise age=bucket:0,18,30,45,65 --generalise date=truncate:month   # privacy/generalise.py
     pstream list streams
     pstream get stream demo -o json                              # its id, clientId, output directory
     pstream rotate-credentials demo                              # a new client secret; old tokens refused
@@ -101,6 +103,13 @@ def register(subparsers) -> None:
                         help="the masking hash: %(default)s (default, keyed) or murmur3 (the reference's, unkeyed)")
     stream.add_argument("--mask-seed", dest="mask_seed", type=int, default=None,
                         help="seed of murmur3 masking (random when not given)")
+    stream.add_argument("--generalise", "--generalize", dest="generalise", action="append", default=[],
+                        metavar="FIELD=RULE",
+                        help="replace a field's value in the stream by a coarser one; repeatable. RULE: "
+                        "bucket:0,18,30,45,65 (age groups '18-29', '65+'), round:10, prefix:4 (first characters), "
+                        "truncate:day|month|year (dates), group:small=XS|S,large=L|XL; end with ';default=TEXT' "
+                        "for values a rule cannot place (else null), or give the config's form as JSON: "
+                        "'age={\"bucket\": [0, 65], \"labels\": [\"adult\", \"senior\"]}'")
     stream.add_argument("--description", default="", help="free text")
     add_project_arg(stream)
     stream.set_defaults(func=_create_stream)
@@ -221,6 +230,7 @@ def privacy_stream_view(stream) -> dict:
         "consentLevels": stream.levels,
         "maskedFields": {"fieldPatterns": stream.masked_fields, "hash": stream.mask_hash} if stream.masked_fields
         else None,
+        "generalise": stream.generalise or None,
         "createdAt": stream.created_at,
     }
 
@@ -274,19 +284,37 @@ def _levels(text: str | None) -> list[int]:
         raise ProjectError(f"--levels '{text}': give integers separated by commas") from None
 
 
+def _generalise(texts: list[str]) -> dict:
+    """field path -> rule from the --generalise FIELD=RULE texts (privacy.generalise.parse_rule_text)."""
+    from privacy.generalise import parse_rule_text
+
+    rules = {}
+    for text in texts:
+        try:
+            path, rule = parse_rule_text(text)
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from None
+        if path in rules:
+            raise ProjectError(f"--generalise {path}: given twice")
+        rules[path] = rule
+    return rules
+
+
 def _create_stream(args) -> int:
     try:
         project = project_of(args)
         if args.derived_from:
             stream = project.create_privacy_stream(
                 args.name, args.derived_from, args.mode or "GRANULAR", _levels(args.levels),
-                [f for f in args.masked_fields.split(",") if f], args.mask_seed, args.mask_hash)
+                [f for f in args.masked_fields.split(",") if f], args.mask_seed, args.mask_hash,
+                _generalise(args.generalise))
             view = privacy_stream_view(stream)
         else:
             if not args.name:
                 raise ProjectError("give a stream name")
-            if args.levels or args.mode or args.masked_fields:
-                raise ProjectError("--levels, --cumulative/--granular and --masked-fields need --derived-from")
+            if args.levels or args.mode or args.masked_fields or args.generalise:
+                raise ProjectError("--levels, --cumulative/--granular, --masked-fields and --generalise need "
+                                   "--derived-from")
             view = pipeline_view(project, project.create_pipeline(args.name, args.description))
         project.save()
     except ProjectError as exc:

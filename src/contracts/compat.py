@@ -180,6 +180,9 @@ def diff_contracts(previous: Contract, new: Contract) -> CompatibilityReport:
     if (previous.schema_name or previous.name) != (new.schema_name or new.name):
         change(None, f"schema name {previous.schema_name!r} -> {new.schema_name!r}", "patch")
 
+    if previous.retention_policy != new.retention_policy:
+        # keys made from now on expire by the new policy; keys already made keep their expiry
+        change(None, f"retention policy {previous.retention_policy!r} -> {new.retention_policy!r}", "minor")
     if previous.key_field != new.key_field:
         change(new.key_field, f"key field {previous.key_field} -> {new.key_field}", "major")
     if previous.data_subject_field != new.data_subject_field:

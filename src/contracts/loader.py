@@ -33,6 +33,7 @@ The file is read with the strict YAML loader (no anchors, aliases, merge keys or
         nullHandlingConfig: {type: DEFAULT_VALUE, defaultValue: ""}
     validations:
       - {field: size, type: regex, value: "XS|S|M|L|XL"}   # RE2, must match the whole value
+    retention: {policy: marketing}  # keys expire after this key-store policy's days (privacy.policies)
 
 After the schema, the loader checks what a schema cannot: that named fields exist, the key field
 is a required STRING, only STRING fields are PII, and every regex compiles with RE2
@@ -235,6 +236,7 @@ def parse_contract(data, source: str = "<contract>") -> Contract:
         null_handling=tuple(sorted(null_handling, key=lambda n: position[n.field])),
         source=source,
         schema_name=data["schema"].get("name", name),
+        retention_policy=(data.get("retention") or {}).get("policy"),
     )
 
 

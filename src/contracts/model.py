@@ -75,6 +75,7 @@ class Contract:
     null_handling: tuple[NullHandling, ...] = ()
     source: str = field(default="", compare=False)  # where it was read from: not part of what it says
     schema_name: str | None = None                  # schema.name; the loader fills in the contract's name
+    retention_policy: str | None = None             # retention: {policy: ID}, a policy of the key store (privacy.policies)
 
     @property
     def ref(self) -> str:

@@ -29,6 +29,7 @@ alone lets unknown keys of a property pass).
 | quasi-identifier | ``classification: quasi-identifier`` (unless pii); ``pstream.quasiIdentifier: true`` |
 | key field, data subject field | ``pstream.keyField: true``, ``pstream.dataSubject: true`` on that property |
 | null handling | ``pstream.nullHandling: {type, defaultValue}`` |
+| retention: {policy} | ``pstream.retentionPolicy`` in the document's ``customProperties`` |
 
 Our custom properties are ``customProperties`` entries whose ``property`` starts with
 ``pstream.``. A file with none of them (from a catalog or datacontract-cli) is someone else's:
@@ -178,6 +179,8 @@ def to_odcs(contract: Contract) -> dict:
             "properties": [_property(contract, node, node.name, regexes, nulls) for node in contract.nodes],
         }],
     }
+    if contract.retention_policy is not None:
+        doc["customProperties"] = [{"property": f"{VENDOR}retentionPolicy", "value": contract.retention_policy}]
     return doc
 
 
@@ -411,6 +414,9 @@ def from_odcs(data, source: str = "<odcs>", ref: str | None = None, key_field: s
             raise ContractError(f"{source}: more than one property carries {VENDOR}dataSubject: true")
         if reader.subject:
             mapping["dataSubjectField"] = reader.subject[0]
+        policy = _customs(data).get("retentionPolicy")
+        if policy is not None:
+            mapping["retention"] = {"policy": policy}
         pii, quasi, nulls = reader.pii, reader.quasi, reader.nulls
     else:
         proposal = propose([p for _, p in pairs], mapping["ref"], key_field=key_field)

@@ -74,6 +74,8 @@ def contract_data(contract: Contract) -> dict:
         data["fieldMetadata"] = metadata
     if contract.validations:
         data["validations"] = validation_data((v.field, v.regex) for v in contract.validations)
+    if contract.retention_policy is not None:
+        data["retention"] = {"policy": contract.retention_policy}
     return data
 
 

@@ -139,10 +139,11 @@ class PrivacyStream:
     mask_seed: int | None = None  # murmur3 masking only
     created_at: int = 0
     mask_hash: str = DEFAULT_MASK_HASH
+    generalise: dict = field(default_factory=dict)  # field path -> rule, a pipeline config's form
 
     def spec(self) -> StreamSpec:
         return StreamSpec.create(self.name, self.mode, self.levels, self.masked_fields, self.mask_seed,
-                                 self.mask_hash)
+                                 self.mask_hash, self.generalise)
 
     def to_file(self) -> dict:
         return asdict(self)
@@ -433,7 +434,10 @@ class Project:
     # ------------------------------------------------------- privacy streams
     def create_privacy_stream(self, name: str | None, source: str, mode: str, levels: list[int],
                               masked_fields: list[str] = (), mask_seed: int | None = None,
-                              mask_hash: str = DEFAULT_MASK_HASH) -> PrivacyStream:
+                              mask_hash: str = DEFAULT_MASK_HASH, generalise: dict | None = None) -> PrivacyStream:
+        """A privacy stream of a pipeline. ``generalise``: field path -> rule (``privacy.generalise``:
+        the config's form or ``Rule``s), stored in the config's form; the rules' shapes are checked
+        here, their fields against the contract of each run (a pipeline's events name their contract)."""
         if source not in self.pipelines:
             raise ProjectError(f"--derived-from: no pipeline named '{source}'")
         mode = mode.upper()
@@ -444,9 +448,10 @@ class Project:
         self._check_free(name)
         if mask_seed is None and masked_fields and mask_hash == MURMUR3:
             mask_seed = secrets.randbits(31)
-        stream = PrivacyStream(name, source, mode, levels, list(masked_fields), mask_seed, _now_ms(), mask_hash)
+        stream = PrivacyStream(name, source, mode, levels, list(masked_fields), mask_seed, _now_ms(), mask_hash,
+                               dict(generalise or {}))
         try:
-            stream.spec()
+            stream.generalise = {path: rule.to_config() for path, rule in stream.spec().generalised}
         except ValueError as exc:
             raise ProjectError(str(exc)) from None
         self.privacy_streams[name] = stream

@@ -19,7 +19,9 @@ A segment counts as processed once every run over it succeeded (``<project>/stat
 then it is deleted, at once or after ``spool_retention`` seconds (a window for replays). A
 crash repeats a batch, it never skips one. Events whose contract cannot be resolved (removed
 from the project after the gateway accepted them) are not lost: they are kept in
-``spool/<id>/held/`` and run as soon as the contract is back. The spool lock
+``spool/<id>/held/`` and run as soon as the contract is back; so are events of a contract in
+which a privacy stream's generalisation rule does not fit its field's type (``privacy.generalise``;
+a rule whose field the contract lacks does nothing to its events), until the stream is changed. The spool lock
 (``controlplane.spool_lifecycle``) keeps ``pstream subjects forget`` from rewriting segments
 while a pass reads them.
 
@@ -146,13 +148,13 @@ class LocalLoop:
         contracts, held_now = {}, []
         for ref in list(groups):
             try:
-                contracts[ref] = registry.get(ref)
+                contracts[ref] = _usable(project, pipeline, registry.get(ref))
             except ContractError as exc:
                 self._hold(spool, pipeline, ref, groups.pop(ref), origin[ref], exc)
         for path in held_files(spool):
             ref = path.name.rsplit(".jsonl", 1)[0].split("~", 1)[1].replace("~", "/") if "~" in path.name else UNKNOWN
             try:
-                contracts[ref] = contracts.get(ref) or registry.get(ref)
+                contracts[ref] = contracts.get(ref) or _usable(project, pipeline, registry.get(ref))
             except ContractError:
                 continue
             groups.setdefault(ref, []).extend(line for line in path.read_bytes().splitlines() if line.strip())
@@ -313,6 +315,18 @@ class LocalLoop:
         events = counters(result).get(f"written/exporter_{exporter.name}", 0)
         if events:
             self.echo(f"exporter {record.name}: {events} events to {exporter.directory}")
+
+
+def _usable(project: Project, pipeline: Pipeline, contract):
+    """The contract, or ContractError (its events are held) when a generalisation rule of one of
+    the pipeline's privacy streams does not fit the type of its field in this contract."""
+    from contracts import ContractError
+
+    for stream in project.privacy_streams.values():
+        problems = stream.spec().rule_problems(contract, missing=False) if stream.source == pipeline.name else ()
+        if problems:
+            raise ContractError(f"{project.path}: privacy stream '{stream.name}': {problems[0]}")
+    return contract
 
 
 def _ref_of(line: bytes) -> str:

@@ -16,6 +16,12 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
     streams:
       - {name: shop-1, cumulative: 1, mask: [userId]}   # keyed (HMAC-SHA-256) masking
       - {granular: [1, 2], mask: [email], mask_hash: murmur3, mask_seed: 42}  # the reference's; name shop-1-2
+      - name: shop-groups
+        cumulative: 1
+        generalise:                    # privacy/generalise.py: the rule's output replaces the value
+          age: {bucket: [0, 18, 30, 45, 65]}           # '18-29', '65+'; below 0: the default (null)
+          date: {truncate: month}                       # '2022-09'
+          tshirtSize: {group: {small: [XS, S], large: [M, L, XL]}, default: other}
     export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
@@ -26,7 +32,8 @@ and exporters: ``connector.schema.json``), and read with the strict YAML loader:
 misspelled key at any depth (``stream:``, ``exprt:``, ``keys: {stor: ...}``) is an error naming the
 file, the path and the nearest valid key; anchors, aliases, merge keys and duplicate keys are
 refused. Then what a schema cannot check: a cumulative stream has exactly one level, ``mask:``
-patterns and the consent and timestamp fields name fields of the contract (nested paths as the
+patterns, ``generalise:`` rules (a field of the contract, of a type the rule fits) and the
+consent and timestamp fields name fields of the contract (nested paths as the
 contract spells them, ``address/street``), consent-map regexes compile with RE2.
 
 Editors: with yaml-language-server (VS Code's YAML extension and others), start the config with::
@@ -107,6 +114,37 @@ class PipelineConfig:
     def output_dir(self, *parts: str) -> str:
         return "/".join([self.output.rstrip("/"), *parts])
 
+    def retention_policies(self) -> dict:
+        """contract ref -> ``privacy.policies.Policy`` for a contract with ``retention: {policy: ID}``,
+        read from the key store where its keys are made (the store is opened only then); ConfigError
+        naming the contract file and the store for a policy the store does not have."""
+        wanted = [c for c in (self.contract,) if c.retention_policy]
+        if not wanted:
+            return {}
+        from privacy.keystore import KeyStoreError, open_key_store
+
+        try:
+            store = open_key_store(self.key_store)
+            try:
+                known = {policy.policy_id: policy for policy in store.policies()}
+                uri = store.uri
+            finally:
+                store.close()
+        except KeyStoreError as exc:
+            raise ConfigError(f"{self.source}: the retention policies of contract {wanted[0].ref} cannot be read: "
+                              f"{exc}") from None
+        policies = {}
+        for contract in wanted:
+            policy = known.get(contract.retention_policy)
+            if policy is None:
+                raise ConfigError(
+                    f"{contract.source or contract.ref}: retention: policy '{contract.retention_policy}' is not a "
+                    f"policy of the key store {uri} (it has: {', '.join(sorted(known)) or 'none'}); create it "
+                    f"first: pstream policies create {contract.retention_policy} --retention-days N "
+                    f"--legal-grounds TEXT --key-store {uri}")
+            policies[contract.ref] = policy
+        return policies
+
     @classmethod
     def build(cls, name: str, contract: Contract, input_path: str, streams: list[StreamSpec], output: str,
               input_format: str = "jsonl", source: str = "") -> "PipelineConfig":
@@ -115,6 +153,8 @@ class PipelineConfig:
         KEK in the output root; consent and event time come from each event's ``strmMeta``."""
         if is_remote(output):
             raise ConfigError(f"{source or name}: output '{output}' is remote: build the config with load_config")
+        for spec in streams:  # a project stream's rule whose field this contract lacks does nothing here
+            _check_rules(spec, contract, source or name, missing=False)
         return cls(name=name, contract=contract, input_path=input_path, input_format=input_format,
                    consent=ConsentConfig.from_dict(None), timestamp=TimestampConfig.from_dict(None),
                    streams=list(streams), output=output, key_store=_local_key_store(output), kek=_local_kek(output),
@@ -156,13 +196,14 @@ def _streams(raw, source: str, name: str, contract: Contract) -> list[StreamSpec
         stream_name = entry.get("name") or default_stream_name(name, sorted(set(levels)))
         try:
             spec = StreamSpec.create(stream_name, mode, levels, masks, entry.get("mask_seed"),
-                                     entry.get("mask_hash", DEFAULT_MASK_HASH))
+                                     entry.get("mask_hash", DEFAULT_MASK_HASH), entry.get("generalise"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         unknown = spec.unknown_masks(paths)
         if unknown:
             raise ConfigError(f"{where}: stream '{spec.name}': mask '{_shown(unknown[0])}' names no field of contract "
                               f"{contract.ref} (fields: {_shown(', '.join(paths))})")
+        _check_rules(spec, contract, where)
         specs.append(spec)
     names = [s.name for s in specs]
     duplicates = {n for n in names if names.count(n) > 1}
@@ -184,6 +225,13 @@ def _micro_aggregation(data: dict, contract: Contract, overrides: dict, source: 
                                                  section.get("max_suppressed") or 0.0)
     except (MicroAggregationError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: micro_aggregation: {exc}") from None
+
+
+def _check_rules(spec: StreamSpec, contract: Contract, where: str, missing: bool = True) -> None:
+    """A stream's generalisation rules must name fields of the contract, of types they fit."""
+    problems = spec.rule_problems(contract, missing)
+    if problems:
+        raise ConfigError(f"{where}: stream '{spec.name}': {problems[0]}")
 
 
 def _check_input_field(field: str | None, key: str, source: str, contract: Contract) -> None:

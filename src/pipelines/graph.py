@@ -30,7 +30,10 @@ ENCRYPTED, STREAMS, KEYS, DEAD_LETTERS = "encrypted", "streams", "keys", "dead_l
 
 
 def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
-    return KeyRingSpec(config.key_store, config.kek, config.retention_days)
+    """Where keys are made, and for how long they are kept: the config's retention, and the
+    policy of a contract that names one (read from the key store here, on the launcher)."""
+    policies = tuple(sorted(config.retention_policies().items()))
+    return KeyRingSpec(config.key_store, config.kek, config.retention_days, policies)
 
 
 def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None = None) -> dict:

@@ -201,6 +201,7 @@ def run(argv: list[str] | None = None, echo=print) -> int:
         config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
         if not standard.streaming:
             prepare(config, echo)
+        config.retention_policies()  # a contract's retention policy must be in the key store: refused here, not later
         exports = prepare_exports(config, options)  # connectors' Beam options; probe before any event is read
     except (ConfigError, ConnectorError) as exc:
         echo(f"error: {exc}")

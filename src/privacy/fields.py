@@ -3,12 +3,17 @@
     from privacy.fields import FieldPlan
     plan = FieldPlan(contract)                       # once per contract
     encrypted = plan.encrypt(event, key)             # every PII value, one key for the event
-    stream_event = plan.reveal(encrypted, key, spec, mask)  # decrypt permitted levels, then mask
+    stream_event = plan.reveal(encrypted, key, spec, mask)  # decrypt permitted levels, generalise, mask
                                                      # (mask: privacy.masking.masker(...), if spec masks)
     plaintext = plan.decrypt_all(encrypted, key)     # every PII value (exports, DSAR)
 
 Events are never changed in place (Beam elements are immutable): containers on a changed path
 are copied. A PII value that is null stays null.
+
+A stream's generalisation rules (``privacy.generalise``) are bound to the types of this
+contract's fields once per stream; a rule on a path the contract lacks does nothing (the config
+check refuses it before a run), one on a PII field the stream leaves encrypted is skipped, as a
+mask is.
 """
 from __future__ import annotations
 
@@ -71,7 +76,7 @@ class FieldPlan:
         self._steps = [(parts[0], parts) for parts, _ in self.pii]
         self._all_paths = contract.field_paths()
         self._mask_cache: dict[tuple[str, ...], list[str]] = {}
-        self._reveal_cache: dict[StreamSpec, tuple[list, list]] = {}
+        self._reveal_cache: dict[StreamSpec, tuple[list, list, list]] = {}
 
     def encrypt(self, event: dict, key: SivKey) -> dict:
         out = dict(event)
@@ -99,8 +104,9 @@ class FieldPlan:
             ]
         return paths
 
-    def _reveal_steps(self, spec: StreamSpec) -> tuple[list, list]:
-        """What a stream does, worked out once: the PII paths it decrypts, then the paths it masks."""
+    def _reveal_steps(self, spec: StreamSpec) -> tuple[list, list, list]:
+        """What a stream does, worked out once: the PII paths it decrypts, the paths it generalises
+        (each with its rule's function for the field's type), then the paths it masks."""
         steps = self._reveal_cache.get(spec)
         if steps is None:
             decrypted, still_encrypted = [], set()
@@ -109,21 +115,32 @@ class FieldPlan:
                     decrypted.append((parts[0], parts))
                 else:
                     still_encrypted.add("/".join(parts))
+
+            def readable(path: str) -> bool:  # never hash or generalise what the consent leaves encrypted
+                return path not in still_encrypted and not any(path.startswith(p + "/") for p in still_encrypted)
+
+            generalised = []
+            for path, rule in spec.generalised:
+                node = self.contract.node(path)
+                if node is not None and readable(path):
+                    parts = path.split("/")
+                    generalised.append(((parts[0], parts), rule.function(node.type)))
             masked = []
             for path in self.masked_paths(spec.masked_fields) if spec.masked_fields else ():
-                if path in still_encrypted or any(path.startswith(p + "/") for p in still_encrypted):
-                    continue  # a mask never hashes data the consent leaves encrypted
-                parts = path.split("/")
-                masked.append((parts[0], parts))
-            steps = self._reveal_cache[spec] = (decrypted, masked)
+                if readable(path):
+                    parts = path.split("/")
+                    masked.append((parts[0], parts))
+            steps = self._reveal_cache[spec] = (decrypted, generalised, masked)
         return steps
 
     def reveal(self, event: dict, key: SivKey, spec: StreamSpec, mask: Callable | None = None) -> dict:
         """The event as a privacy stream shows it (the caller checked ``spec.admits``); ``mask`` is
         the stream's masking function (``privacy.masking.masker``), needed when it masks fields."""
-        decrypted, masked = self._reveal_steps(spec)
+        decrypted, generalised, masked = self._reveal_steps(spec)
         out = dict(event)
         _apply_each(out, decrypted, key.decrypt)
+        for step, generalise in generalised:
+            _apply_each(out, [step], generalise)
         if masked:
             if mask is None:
                 raise ValueError(f"stream '{spec.name}' masks fields: give its masking function")

@@ -16,6 +16,17 @@ look-up key (``ring.ids``, ``privacy.lookup``) before anything reaches the store
 (``created`` included) carry only ``value_hash`` and ``subject_hashes``.
 ``ring.masking_key("webshop-1")`` is a privacy stream's masking key (``privacy.masking``).
 
+Retention: a key expires at its day's start plus a policy's days and records the policy's id
+(``policyId``). A wanted ``(value, day)`` gets a key of the ring's policy (``retention_days``,
+``policy_id``); ``(value, day, policy)`` one of that ``privacy.policies.Policy`` (a contract's
+``retention``)::
+
+    keys, created = ring.keys_for({("477049", "2022-09-16", marketing): {"477049"}})
+
+The policy id is part of the key's identity (``privacy.lookup``: the value is hashed with it), so
+one value and day has a key per policy, and each policy's keys expire on their own. A key made
+earlier keeps its expiry when its policy's days change later.
+
 ``KeyRing.shared`` gives one ring per (store, KEK) per process, so the encrypting and the
 decrypting steps of a fused Beam stage share their cache. The cache keeps the ``cache_size``
 most recently used keys (about 4 KiB each, mostly OpenSSL's AES-SIV state), so memory stays
@@ -77,12 +88,12 @@ def new_key_link(clock: Callable[[], float] = time.time) -> str:
 
 
 class _Entry:
-    """A cached key: its (value, day), the unwrapped key and the subject hashes known to the store."""
+    """A cached key: its (value, day, policy id), the unwrapped key and the subject hashes known to the store."""
 
     __slots__ = ("pair", "key", "subjects")
 
-    def __init__(self, pair: tuple[str, str], key: SivKey, subject_hashes):
-        self.pair = pair  # plaintext (value, day): this process's memory only
+    def __init__(self, pair: tuple[str, str, str], key: SivKey, subject_hashes):
+        self.pair = pair  # plaintext (value, day, policy id): this process's memory only
         self.key = key
         self.subjects = set(subject_hashes)
 
@@ -109,7 +120,7 @@ class KeyRing:
         self.clock = clock
         self.cache_size = max(1, cache_size)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # keyLink -> entry, least recently used first
-        self._link_of_pair: dict[tuple[str, str], str] = {}
+        self._link_of_pair: dict[tuple[str, str, str], str] = {}  # (value, day, policy id) -> keyLink
         self._lock = threading.Lock()
         self.ids = lookup_key(store, kek)  # KekError here if the store was set up with another KEK
 
@@ -144,7 +155,14 @@ class KeyRing:
             if entry.pair is not None and self._link_of_pair.get(entry.pair) == link:
                 del self._link_of_pair[entry.pair]
 
-    def _new_record(self, hashed: Pair, subjects: set) -> tuple[KeyRecord, SivKey]:
+    def _policy(self, name: tuple) -> tuple[str, int]:
+        """(policy id, retention days) of a wanted key: its own policy, else the ring's."""
+        if len(name) == 2:
+            return self.policy_id, self.retention_days
+        policy = name[2]
+        return policy.policy_id, policy.retention_days
+
+    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int]) -> tuple[KeyRecord, SivKey]:
         key = SivKey.generate()
         link = new_key_link(self.clock)
         record = KeyRecord(
@@ -155,9 +173,9 @@ class KeyRing:
             wrapped_key=self.kek.wrap(key.material, link.encode()),
             kek_uri=self.kek.uri,
             created_at=int(self.clock() * 1000),
-            expires_at=day_start_ms(hashed[1]) + self.retention_days * DAY_MS,
+            expires_at=day_start_ms(hashed[1]) + policy[1] * DAY_MS,
             subject_hashes=tuple(sorted({self.ids.subject_hash(s) for s in subjects if s})),
-            policy_id=self.policy_id,
+            policy_id=policy[0],
         )
         return record, key
 
@@ -165,39 +183,47 @@ class KeyRing:
         """The masking key of a privacy stream (made, wrapped and stored on first use)."""
         return self.store.store_key(masking_key_name(stream), self.kek)
 
-    def keys_for(self, wanted: dict[tuple[str, str], set]) -> tuple[dict[tuple[str, str], tuple[str, SivKey]],
-                                                                    list[KeyRecord]]:
-        """Keys for every wanted (value, day) -> data subjects (plaintext); and the records newly created."""
+    def keys_for(self, wanted: dict[tuple, set]) -> tuple[dict[tuple, tuple[str, SivKey]], list[KeyRecord]]:
+        """Keys for every wanted (value, day) or (value, day, policy) -> data subjects (plaintext);
+        and the records newly created. The result is keyed as ``wanted``."""
         with self._lock:
             entries, link_of_pair = self._entries, self._link_of_pair
-            result: dict[Pair, tuple[str, SivKey]] = {}
-            missing = []
-            for pair in wanted:
-                link = link_of_pair.get(pair)
+            result: dict[tuple, tuple[str, SivKey]] = {}
+            missing: dict[tuple, list] = {}  # (value, day, policy id) -> the wanted names of that key
+            own = self.policy_id
+            for name in wanted:
+                slot = (name[0], name[1], own if len(name) == 2 else name[2].policy_id)
+                link = link_of_pair.get(slot)
                 if link is None:
-                    missing.append(pair)
+                    missing.setdefault(slot, []).append(name)
                 else:
                     entries.move_to_end(link)
-                    result[pair] = (link, entries[link].key)
+                    result[name] = (link, entries[link].key)
             created: list[KeyRecord] = []
             if missing:
                 value_hash = self.ids.value_hash
-                plain = {(value_hash(value), day): (value, day) for value, day in missing}
+                plain = {(value_hash(value, policy_id), day): (value, day, policy_id) for value, day, policy_id in missing}
+                found = {}
                 for hashed, record in self.store.lookup(plain).items():
-                    result[plain[hashed]] = self._remember(record, plain[hashed])
-                fresh = [self._new_record(hashed, wanted[pair]) for hashed, pair in plain.items() if pair not in result]
+                    found[plain[hashed]] = self._remember(record, plain[hashed])
+                fresh = [self._new_record(hashed, set().union(*(wanted[n] for n in missing[slot])),
+                                          self._policy(missing[slot][0]))
+                         for hashed, slot in plain.items() if slot not in found]
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
                         mine = ours.get(record.key_link)
-                        result[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
+                        found[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
                         if mine:
                             created.append(mine[0])
+                for slot, names in missing.items():
+                    for name in names:
+                        result[name] = found[slot]
             new_subjects = set()
             subject_hash = self.ids.subject_hash
-            for pair, subjects in wanted.items():
+            for name, subjects in wanted.items():
                 if subjects:
-                    link = result[pair][0]
+                    link = result[name][0]
                     known = entries[link].subjects
                     for subject in subjects:
                         hashed = subject_hash(subject) if subject else None

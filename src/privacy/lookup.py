@@ -6,11 +6,15 @@ id: they hold HMAC-SHA-256 hashes of them under the store's **look-up key**::
     from privacy.lookup import lookup_key
     ids = lookup_key(store, kek)          # the store's look-up key, unwrapped (made on first use)
     ids.value_hash("477049")              # 64 lowercase hex characters: what data_keys holds
+    ids.value_hash("477049", "marketing") # the same value's hash for keys of a retention policy
     ids.subject_hash("477049")            # another hash of the same text: what key_subjects holds
     ids.subject_hashes(["477049", "a"])   # {"477049": "...", "a": "..."}
 
 A key-field value and a subject id are hashed under different labels (domain separation), so
 the two columns cannot be joined even where one field is both (the web shop's ``userId``).
+Keys of a retention policy (``privacy.policies``) hash the value with the policy's id under a
+label of their own, so one value and day has one key per policy: events whose contracts keep
+data for different times never share a key, and purging one policy's keys leaves the others'.
 Without the look-up key the hashes say nothing: brute force over an id space needs the key,
 and the key is stored only wrapped by the KEK, like the data keys.
 
@@ -32,6 +36,7 @@ LOOKUP_KEY = "lookup"
 STORE_KEY_BYTES = 32
 _VALUE_LABEL = b"pstream key-field value\x00"
 _SUBJECT_LABEL = b"pstream data subject\x00"
+_POLICY_VALUE_LABEL = b"pstream key-field value of policy\x00"  # then the policy id, 0, the value
 HASH_HEX_CHARS = 64
 
 
@@ -43,7 +48,7 @@ def _utf8(text) -> bytes:
 class LookupKey:
     """HMAC-SHA-256 under one store's look-up key (see the module docstring)."""
 
-    __slots__ = ("_value", "_subject")
+    __slots__ = ("_value", "_subject", "_policy_value")
 
     def __init__(self, material: bytes):
         if len(material) < 16:
@@ -51,13 +56,19 @@ class LookupKey:
         # Keyed once, with the label already absorbed; each hash copies the state (cheaper than re-keying).
         self._value = hmac.new(bytes(material), _VALUE_LABEL, "sha256")
         self._subject = hmac.new(bytes(material), _SUBJECT_LABEL, "sha256")
+        self._policy_value = hmac.new(bytes(material), _POLICY_VALUE_LABEL, "sha256")
 
     def __repr__(self) -> str:
         return "LookupKey(...)"
 
-    def value_hash(self, value) -> str:
-        """The hash of a key-field value, as ``data_keys.value_hash`` and ``keyFieldHash`` hold it."""
-        mac = self._value.copy()
+    def value_hash(self, value, policy_id: str = "") -> str:
+        """The hash of a key-field value, as ``data_keys.value_hash`` and ``keyFieldHash`` hold it;
+        for the keys of a retention policy other than the default (``policy_id``), another hash."""
+        if policy_id:
+            mac = self._policy_value.copy()
+            mac.update(policy_id.encode("ascii") + b"\x00")  # policy ids are ASCII without 0 bytes
+        else:
+            mac = self._value.copy()
         mac.update(_utf8(value))
         return mac.hexdigest()
 

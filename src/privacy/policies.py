@@ -9,6 +9,13 @@
 Every key records the id of its policy (``policyId``; empty for the default policy of 2556 days,
 seven years) and its ``expiresAt``. ``pstream keys purge`` deletes keys whose ``expiresAt`` has
 passed, and with them the only way to read what they encrypted.
+
+A data contract attaches a policy with ``retention: {policy: marketing}``: the contract is what
+the events carry, so its events' keys are that policy's keys wherever they are made. A run reads
+the policy from its key store at start (``PipelineConfig.retention_policies``; a policy the
+store lacks refuses the run) and hands it to the key ring (``KeyRing.keys_for`` with ``(value,
+day, policy)``). A policy's keys are its own: the same subject and day under another policy (or
+the default) has another key, so purging one policy's expired keys leaves the others' data.
 """
 from __future__ import annotations
 

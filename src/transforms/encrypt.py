@@ -11,7 +11,9 @@
 Elements are buffered per bundle (``batch_size``, default 10,000: big batches are what keep a
 key store's writes cheap) so that keys are resolved in one key-store round trip per batch: cached keys first, then a look-up, then new keys inserted under the
 store's unique constraint (another writer's key is adopted). Only kept keys encrypt anything.
-All PII fields of one event share one key, so their ciphertexts share the first bytes.
+All PII fields of one event share one key, so their ciphertexts share the first bytes. Keys of
+a contract with a retention policy are that policy's keys (``KeyRingSpec.policies``;
+``privacy.keyring``): they expire after its days and carry its id as ``policyId``.
 
 An event this stage cannot encrypt (no timestamp, no key-field value, or a failure no check
 foresaw: the catch-all) is a dead letter with its position (``file:line``); a failure of the key
@@ -39,14 +41,22 @@ DEFAULT_BATCH_SIZE = 10_000
 
 @dataclass(frozen=True)
 class KeyRingSpec:
-    """Where keys live: the key store URI, the KEK URI and the retention policy."""
+    """Where keys live: the key store URI, the KEK URI and the retention: ``retention_days`` for
+    keys of contracts without a policy, ``policies`` ((contract ref, privacy.policies.Policy), ...)
+    for contracts with one (``retention: {policy: ID}``, resolved at run start by
+    ``PipelineConfig.retention_policies``)."""
 
     store_uri: str
     kek_uri: str
     retention_days: int = DEFAULT_RETENTION_DAYS
+    policies: tuple = ()
 
     def open(self) -> KeyRing:
         return KeyRing.shared(self.store_uri, self.kek_uri, self.retention_days)
+
+    def policy_of(self, contract_ref: str):
+        """The retention policy of a contract's keys, or None for the ring's retention."""
+        return dict(self.policies).get(contract_ref)
 
 
 def key_row(record: KeyRecord) -> dict:
@@ -92,7 +102,8 @@ class _EncryptFn(beam.DoFn):
         self.failures = FailureLog("encrypt")
         self.ring = self.keys.open()
         self.plans = {
-            ref: (FieldPlan(c), c.key_field.split("/"), c.data_subject_field.split("/") if c.data_subject_field else None)
+            ref: (FieldPlan(c), c.key_field.split("/"), c.data_subject_field.split("/") if c.data_subject_field else None,
+                  self.keys.policy_of(ref))
             for ref, c in self.contracts.items()
         }
 
@@ -114,7 +125,8 @@ class _EncryptFn(beam.DoFn):
             dead_letter(position, "encrypt", reason, contract_label(ref, self.contracts))))
 
     def _key_pair(self, event: dict):
-        """(key-field value, UTC day) and the data subject of one event, or a problem (a text)."""
+        """(key-field value, UTC day[, retention policy of the contract]) and the data subject of one
+        event, or a problem (a text)."""
         meta = event["strmMeta"]
         plan = self.plans.get(meta.get("eventContractRef"))
         if plan is None:
@@ -126,7 +138,8 @@ class _EncryptFn(beam.DoFn):
         if value.__class__ is not str or not value:
             return f"field '{'/'.join(plan[1])}': the key field is missing"
         subject = _path_value(event, plan[2]) if plan[2] else None
-        return (value, utc_day(stamp)), subject if subject.__class__ is str else None
+        pair = (value, utc_day(stamp)) if plan[3] is None else (value, utc_day(stamp), plan[3])
+        return pair, subject if subject.__class__ is str else None
 
     def _flush(self):
         batch, self.buffer = self.buffer, []
