@@ -110,6 +110,8 @@ def test_incremental_reads_only_new_rows_and_keeps_its_state_after_the_run(tmp_p
         "connector": "shopdb", "table": table, "incremental": {"column": "age"}, "split_by": "id", **MAPPING})
     code, refused = run_here("--config", str(other))
     assert code == 2 and "incremental state belongs to" in refused
+    code, refused = run_here("--config", str(config), "--write_mode", "replace")
+    assert code == 2 and "would delete what earlier incremental runs read" in refused
 
 
 def test_start_up_errors_name_the_table_and_the_columns(tmp_path, shop_table):

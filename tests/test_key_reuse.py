@@ -29,14 +29,17 @@ def test_second_run_reuses_keys_of_the_same_day(tmp_path):
     out = tmp_path / "out"
     lines = []
     assert run(["--input", str(first), "--output", str(out)], echo=lines.append) == 0
-    assert run(["--input", str(second), "--output", str(out)], echo=lines.append) == 0
+    assert run(["--input", str(second), "--output", str(out), "--write_mode", "append"], echo=lines.append) == 0
     events = encrypted(out)
+    assert sorted(events) == ["1", "2", "3", "4"]  # appended: both runs' events
     assert events["1"]["email"] == events["3"]["email"]  # same user, same day, separate runs
     assert events["1"]["strmMeta"]["keyLink"] == events["3"]["strmMeta"]["keyLink"]
     assert events["4"]["email"] != events["1"]["email"]  # next day: another key
     assert events["4"]["strmMeta"]["keyLink"] != events["1"]["strmMeta"]["keyLink"]
     key_rows = [k for _, _, k in read_jsonl([str(out / "keys")])]
     ids = lookup_key(open_key_store(out / "keystore.sqlite"), LocalKek(out / "kek.json"))
-    assert sorted((k["keyFieldHash"], k["day"]) for k in key_rows) == sorted([
-        (ids.value_hash("u1"), "2023-03-01"), (ids.value_hash("u1"), "2023-03-02"), (ids.value_hash("u2"), "2023-03-01")])
+    assert sorted((k["keyFieldHash"], k["day"]) for k in key_rows) == sorted([   # each run's keys/: the keys it used
+        (ids.value_hash("u1"), "2023-03-01"), (ids.value_hash("u1"), "2023-03-01"), (ids.value_hash("u1"), "2023-03-02"),
+        (ids.value_hash("u2"), "2023-03-01")])
+    assert len({k["keyLink"] for k in key_rows}) == 3
     assert all('"u1"' not in json.dumps(k) and '"u2"' not in json.dumps(k) for k in key_rows)  # no plaintext ids

@@ -53,15 +53,19 @@ def test_the_local_loop_exports_to_an_s3_connector_with_its_key_file_and_endpoin
     assert loop.start_exporters() == []
     assert loop.step() == 0                                   # no spool: only the export runs
     objects = s3_server.objects(bucket)
+    records = [name for name in objects if name.startswith("events/.pstream/runs/")]
+    assert len(records) == 1, objects                         # the pass's run, committed there
+    objects = {name: body for name, body in objects.items() if name not in records}
     assert len(objects) == 1, objects                         # the probe file is gone
     (name, body), = objects.items()
     match = EXPORT_FILE.match(name)
     assert match and match["label"] == "2023-11-14T22:13:20", name
-    assert match["id"] == Project.open(tmp_path / "project").batch_exporters["demo-lake"].id
+    assert records == [f"events/.pstream/runs/{match['id']}.json"]   # the file carries its run's id
+    assert json.loads(s3_server.objects(bucket)[records[0]])["state"] == "done"
     assert [json.loads(line) for line in body.decode().splitlines()] == EVENTS
     assert any(f"s3://{bucket}/events" in m for m in messages)
     loop.step()
-    assert len(s3_server.objects(bucket)) == 1                # nothing new: no second file
+    assert len(s3_server.objects(bucket)) == 2                # nothing new: no second file, no second run
 
 
 def test_wrong_credentials_refuse_the_exporter_with_the_connector_name(tmp_path, capsys, s3_server):

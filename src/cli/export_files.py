@@ -39,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from cli.jsonl_files import expand_paths
 from privacy.key_export import EXPORT_FIELDS
+from privacy.private_files import private_file
 from privacy.subjects import key_link_of_line, row_matches
 
 _DAY_PARTITION = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/")
@@ -79,6 +80,8 @@ def _replace(path: str, data: bytes) -> None:
         return
     directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
     temp = f"{directory}/.scrub-tmp.{name}"  # same suffix, so FileSystems compresses it as the original
+    if "://" not in path:
+        private_file(temp)  # owner-only from the start; FileSystems then writes (and compresses) into it
     with FileSystems.create(temp) as handle:
         handle.write(data)
     if "://" not in path:  # local: one atomic rename over the original, keeping its mode

@@ -6,31 +6,20 @@
 """
 from __future__ import annotations
 
-import glob
 import io
 import json
-import os
 from typing import Iterator
 
 
 def expand_paths(paths: list[str]) -> list[str]:
     """Files named by paths, directories (every *.jsonl under them, recursively) and globs, sorted.
 
-    Hidden files (Beam's and our temp files) are skipped.
+    Only committed runs' files (``transforms.run_commit.committed_files``): never temp files, a
+    run that is still writing or was killed, or a run that a later ``replace`` run superseded.
     """
-    from apache_beam.io.filesystems import FileSystems   # Beam: only when files are read, not for --help
+    from transforms.run_commit import committed_files   # Beam: only when files are read, not for --help
 
-    files = []
-    for path in paths:
-        if "://" in path:
-            pattern = path if "*" in path or path.endswith(".jsonl") else path.rstrip("/") + "/**.jsonl"
-            for result in FileSystems.match([pattern]):
-                files += [m.path for m in result.metadata_list]
-        elif os.path.isdir(path):
-            files += glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True)
-        else:
-            files += glob.glob(path, recursive=True) or [path]
-    return sorted({f for f in files if not f.rsplit("/", 1)[-1].startswith(".")})
+    return committed_files(paths)
 
 
 def read_jsonl(paths: list[str]) -> Iterator[tuple[str, int, dict]]:

@@ -22,6 +22,7 @@ from privacy.daead import DecryptError
 from privacy.fields import FieldPlan
 from privacy.kek import KekError, kek_from_uri
 from privacy.key_export import export_keys, format_key_export, read_key_export
+from privacy.private_files import open_private
 
 
 def register(subparsers) -> None:
@@ -52,7 +53,8 @@ def register(subparsers) -> None:
 
 
 def _open_output(path: str):
-    return sys.stdout if path == "-" else open(path, "w", newline="")
+    """stdout, or a file only its owner can read (plaintext keys, decrypted events)."""
+    return sys.stdout if path == "-" else open_private(path, "w", newline="")
 
 
 def _export(args) -> int:

@@ -44,6 +44,7 @@ from privacy.kek import KekError
 from privacy.keystore import KeyStoreError
 from privacy.lookup import lookup_key
 from privacy.onthefly import StoreKeys
+from privacy.private_files import open_private
 from privacy.subjects import access_report, check_subject_id, key_days, key_link_of_line, recover_subject_ids
 
 _HASHED_HELP = "the arguments are subject hashes (as `subjects list` prints them), not ids"
@@ -249,8 +250,7 @@ def _export(args) -> int:
     if args.report == "-":
         sys.stdout.write(text)
     else:
-        fd = os.open(args.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open_private(args.report, "w", encoding="utf-8") as handle:  # personal data: owner only
             handle.write(text)
     print(f"{report['recordCount']} records of {len(records)} keys in {len(files)} files"
           f"{'; ' + str(report['undecryptable']) + ' undecryptable' if report['undecryptable'] else ''}",

@@ -195,8 +195,10 @@ class LocalLoop:
         streams = [s.spec() for s in project.privacy_streams.values() if s.source == pipeline.name]
         config = PipelineConfig.build(pipeline.name, contract, str(input_path), streams,
                                       str(project.output_dir(pipeline.name)),
-                                      source=f"{project.path}: pipeline '{pipeline.name}'")
+                                      source=f"{project.path}: pipeline '{pipeline.name}'", write_mode="append")
         lines: list[str] = []
+        # append: each micro-batch adds its events to the pipeline's output (a rerun of a batch whose
+        # run was killed finds nothing of it: an uncommitted run is rolled back)
         status = run_config(config, PipelineOptions([]), (), echo=lines.append)
         self.runs += 1
         if status != 0:
@@ -309,7 +311,7 @@ class LocalLoop:
             events = (pipeline | "Files" >> beam.Create(files) | "Read" >> beam.io.ReadAllFromText()
                       | "Lines" >> beam.Filter(str.strip) | "Parse" >> beam.Map(orjson.loads))
             write_batch_exports({output_key(exporter): events}, [exporter], DEFAULT_MAX_BYTES,
-                                run_id=record.id, run_started=now)
+                                write_mode="append", run_started=now)   # each pass: a run of its own
             result = pipeline.run()
             result.wait_until_finish()
         events = counters(result).get(f"written/exporter_{exporter.name}", 0)

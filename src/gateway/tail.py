@@ -3,8 +3,9 @@
     async for line in tail_jsonl(Path("out/demo/encrypted"), from_start=False, poll_seconds=0.2, stop=event):
         print(line)
 
-The pipeline renames finished files into place (``WriteJsonlBatches``), so every visible
-``*.jsonl`` file is complete; hidden temp files (``.temp-*``) are skipped. Sub-directories
+The pipeline renames finished files into place and commits a run as a whole
+(``transforms.write_jsonl``): only committed runs' ``*.jsonl`` files are followed
+(``transforms.run_commit.committed_files``); hidden temp files are never read. Sub-directories
 (``date=YYYY-MM-DD/`` partitions) are followed too. Files present at the start are skipped
 unless ``from_start``.
 """
@@ -15,9 +16,11 @@ from pathlib import Path
 
 
 def visible_jsonl(directory: Path) -> list[Path]:
+    from transforms.run_commit import committed_files
+
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.rglob("*.jsonl") if not p.name.startswith("."))
+    return sorted(Path(p) for p in committed_files([str(directory)]))
 
 
 async def tail_jsonl(directory: Path, from_start: bool, poll_seconds: float, stop: asyncio.Event | None = None,

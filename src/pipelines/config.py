@@ -22,7 +22,7 @@ File format (every key but ``contract`` is optional; see pipelines/webshop.yaml)
           age: {bucket: [0, 18, 30, 45, 65]}           # '18-29', '65+'; below 0: the default (null)
           date: {truncate: month}                       # '2022-09'
           tshirtSize: {group: {small: [XS, S], large: [M, L, XL]}, default: other}
-    export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728}
+    export: {interval: 60, partition_by_day: false, max_file_bytes: 134217728, write_mode: replace}
     output: out
     keys: {store: "sqlite:///out/keystore.sqlite", kek: "local://out/kek.json", retention_days: 2556}
     connectors: [...]                  # and exporters: see pipelines/connectors.py
@@ -71,6 +71,7 @@ from privacy.keyring import DEFAULT_RETENTION_DAYS
 from privacy.masking import DEFAULT_MASK_HASH
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec, default_stream_name
 from schemas import SchemaError, _shown, load_checked
+from transforms.run_commit import DEFAULT_WRITE_MODE, WRITE_MODES
 from transforms.write_jsonl import DEFAULT_MAX_BYTES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "webshop.yaml"
@@ -104,6 +105,7 @@ class PipelineConfig:
     export_interval: int = 60
     partition_by_day: bool = False
     max_file_bytes: int = DEFAULT_MAX_BYTES
+    write_mode: str = DEFAULT_WRITE_MODE
     source: str = str(DEFAULT_CONFIG)
     is_default_example: bool = False
     extra: dict = field(default_factory=dict)
@@ -147,10 +149,11 @@ class PipelineConfig:
 
     @classmethod
     def build(cls, name: str, contract: Contract, input_path: str, streams: list[StreamSpec], output: str,
-              input_format: str = "jsonl", source: str = "") -> "PipelineConfig":
+              input_format: str = "jsonl", source: str = "", write_mode: str = DEFAULT_WRITE_MODE) -> "PipelineConfig":
         """A config made in code rather than read from a file (the local loop builds one from the
-        project model), with ``load_config``'s defaults: a local output keeps its key store and
-        KEK in the output root; consent and event time come from each event's ``strmMeta``."""
+        project model, appending each micro-batch), with ``load_config``'s defaults: a local output
+        keeps its key store and KEK in the output root; consent and event time come from each
+        event's ``strmMeta``."""
         if is_remote(output):
             raise ConfigError(f"{source or name}: output '{output}' is remote: build the config with load_config")
         for spec in streams:  # a project stream's rule whose field this contract lacks does nothing here
@@ -158,7 +161,7 @@ class PipelineConfig:
         return cls(name=name, contract=contract, input_path=input_path, input_format=input_format,
                    consent=ConsentConfig.from_dict(None), timestamp=TimestampConfig.from_dict(None),
                    streams=list(streams), output=output, key_store=_local_key_store(output), kek=_local_kek(output),
-                   source=source or name)
+                   source=source or name, write_mode=write_mode)
 
 
 def _local_key_store(output: str) -> str:
@@ -319,6 +322,16 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     if job == ENCRYPTION and ("k" in overrides or "quasi_identifiers" in overrides):
         raise ConfigError(f"{source}: --k and --quasi_identifiers belong to --job micro_aggregation")
     micro = _micro_aggregation(data, contract, overrides, source) if job == MICRO_AGGREGATION else None
+    incremental = database is not None and database.incremental is not None
+    # An incremental read adds the new rows to what earlier runs wrote: its default mode is append,
+    # and replace (which would delete the rows earlier runs read) is refused.
+    write_mode = str(overrides.get("write_mode") or export.get("write_mode")
+                     or ("append" if incremental else DEFAULT_WRITE_MODE))
+    if write_mode not in WRITE_MODES:
+        raise ConfigError(f"{source}: export.write_mode '{write_mode}' is not one of {', '.join(WRITE_MODES)}")
+    if incremental and write_mode == "replace":
+        raise ConfigError(f"{source}: write mode replace would delete what earlier incremental runs read; "
+                          "an incremental input writes in append mode (or fail)")
     return PipelineConfig(
         name=name,
         contract=contract,
@@ -334,6 +347,7 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
         export_interval=interval,
         partition_by_day=bool(export.get("partition_by_day", False) if partition is None else partition),
         max_file_bytes=int(overrides.get("max_file_bytes") or export.get("max_file_bytes") or DEFAULT_MAX_BYTES),
+        write_mode=write_mode,
         source=source,
         is_default_example=path is None and "input" not in overrides,
         extra={k: v for k, v in data.items() if k not in ("name", "contract", "input", "streams", "export", "output",

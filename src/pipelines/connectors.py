@@ -78,6 +78,8 @@ from urllib.parse import urlsplit
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import AzureOptions, S3Options
 
+from privacy.private_files import private_dirs
+
 KINDS = ("s3", "gcs", "azure", "local", "postgresql", "bigquery")
 SOURCE_KINDS = ("postgresql", "bigquery")
 SCHEMES = {"s3": "s3://", "gcs": "gs://", "azure": "azfs://"}
@@ -503,7 +505,7 @@ def probe(exporter: Exporter) -> str:
     content = b"\n" if exporter.connector.kind == "s3" else b""
     try:
         if exporter.connector.kind == "local":
-            os.makedirs(exporter.directory, exist_ok=True)
+            private_dirs(exporter.directory)  # it will hold exported personal data
         handle = FileSystems.create(path, mime_type="application/x-ndjson")
         handle.write(content)
         handle.close()

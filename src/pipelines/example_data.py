@@ -15,6 +15,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from privacy.private_files import open_private
+
 COLUMNS = [
     "transactionId", "userId", "email", "age", "tshirtSize", "fullName", "phoneNumber",
     "address", "transactionAmount", "items", "totalItems", "date", "purposeConsent",
@@ -64,10 +66,8 @@ def generate_webshop(records: int = DEFAULT_RECORDS, customers: int = DEFAULT_CU
 
 def write_webshop_csv(path: str | Path, **kwargs) -> int:
     """Write the generated rows as the notebook's CSV (``items`` as '[1, 2]'); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(path, "w", newline="") as handle:
+    with open_private(path, "w", newline="") as handle:  # personal data (made up, but shaped like the real)
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in generate_webshop(**kwargs):

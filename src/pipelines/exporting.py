@@ -3,18 +3,16 @@
     from pipelines.exporting import prepare_exports, write_batch_exports
     exports = prepare_exports(config, options)     # Beam options for the connectors, then the probe
     outputs = privacy_graph(pairs, config)         # pipelines.graph
-    write_batch_exports(outputs, exports.exporters, config.max_file_bytes)
+    write_batch_exports(outputs, exports.exporters, config.max_file_bytes, run)   # run: the job's RunOutputs
 
 ``prepare_exports`` runs before the pipeline is built, so a connector with wrong credentials
 fails the launch with a message naming it, before any event is read. In a batch run every
 exporter writes one file set per run (``<run start>-stream-<run uuid>---<shard>.jsonl``, as the
-output root does); in a streaming run (``pipelines.streaming``) one per export window of the
+output root does), committed with the run's other outputs (``transforms.write_jsonl``; each
+exporter directory outside the output root keeps its own run records); in a streaming run (``pipelines.streaming``) one per export window of the
 exporter's ``interval``.
 """
 from __future__ import annotations
-
-import time
-import uuid
 
 from pipelines.config import PipelineConfig
 from pipelines.connectors import ENCRYPTED, KEYS, Exporter, Exports, load_exports, probe_exporters
@@ -41,17 +39,19 @@ def prepare_exports(config: PipelineConfig, options, probe: bool = True) -> Expo
     return exports
 
 
-def write_batch_exports(outputs: dict, exporters: list[Exporter], max_bytes: int,
-                        run_id: str | None = None, run_started: float | None = None) -> dict:
-    """One WriteJsonlBatches per exporter (shards of ``max_bytes``); returns the PCollections of
-    file paths by exporter name."""
+def write_batch_exports(outputs: dict, exporters: list[Exporter], max_bytes: int, run=None,
+                        write_mode: str = "append", run_started: float | None = None) -> dict:
+    """One WriteJsonlBatches per exporter (shards of ``max_bytes``): temp files of ``run`` (a
+    ``transforms.write_jsonl.RunOutputs`` whose OutputRun registered the exporters' directories:
+    the batch job's one commit) or, without ``run``, each a run of its own in ``write_mode`` (the
+    local loop's export passes, which append); returns the PCollections by exporter name."""
     from transforms.write_jsonl import WriteJsonlBatches
-    run_id, run_started = run_id or str(uuid.uuid4()), run_started if run_started is not None else time.time()
     written = {}
     for exporter in exporters:
         written[f"exporter/{exporter.name}"] = outputs[output_key(exporter)] | f"Export {exporter.name}" >> \
             WriteJsonlBatches(exporter.directory, kind=exporter.file_kind, max_bytes=max_bytes,
-                              run_id=run_id, run_started=run_started, counter=f"exporter_{exporter.name}")
+                              run_started=run_started, counter=f"exporter_{exporter.name}", run=run,
+                              write_mode=write_mode)
     return written
 
 

@@ -4,16 +4,18 @@
     from pipelines.config import load_config
     from pipelines.graph import build_batch_graph
     with beam.Pipeline(runner="FnApiRunner") as p:
-        outputs = build_batch_graph(p, load_config())
+        files = build_batch_graph(p, load_config())   # the committed files' paths
 
 source (files, or a database table: pipelines.sources) -> ValidateEvents -> EncryptPii ->
 PrivacyStreams, each output written as JSONL under the config's output root: encrypted/,
-streams/<name>/, keys/, dead_letter/. The micro-aggregation job: pipelines.micro_aggregation.
+streams/<name>/, keys/, dead_letter/. A batch run's outputs (and its exporters') are one commit
+(``transforms.write_jsonl``): ``output_run`` says where and how (``config.write_mode``); keys/
+holds each keyLink the run used once (``DistinctKeyRows``). The micro-aggregation job:
+pipelines.micro_aggregation.
 """
 from __future__ import annotations
 
 import time
-import uuid
 
 import apache_beam as beam
 
@@ -21,10 +23,11 @@ from contracts.batch_input import BatchInput
 from pipelines.config import PipelineConfig
 from pipelines.sources import read_batch_source
 from privacy.kek import prepare_kek
-from transforms.encrypt import EncryptPii, KeyRingSpec
+from transforms.encrypt import DistinctKeyRows, EncryptPii, KeyRingSpec
 from transforms.privacy_streams import PrivacyStreams
 from transforms.validate import ValidateEvents
-from transforms.write_jsonl import WriteJsonlBatches
+from transforms.run_commit import OutputRun
+from transforms.write_jsonl import RunOutputs, WriteJsonlBatches, runner_name
 
 ENCRYPTED, STREAMS, KEYS, DEAD_LETTERS = "encrypted", "streams", "keys", "dead_letter"
 
@@ -65,9 +68,23 @@ def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None =
     return outputs
 
 
-def write_outputs(outputs: dict, config: PipelineConfig) -> dict:
-    """Write every output as JSONL under the output root; returns the PCollections of file paths."""
-    run_id, started = str(uuid.uuid4()), time.time()
+def output_names(config: PipelineConfig) -> list[str]:
+    """The outputs of a batch run under its output root."""
+    return [ENCRYPTED, *(f"{STREAMS}/{spec.name}" for spec in config.streams), KEYS, DEAD_LETTERS]
+
+
+def output_run(config: PipelineConfig, exporters=(), runner: str = "FnApiRunner",
+               started: float | None = None) -> OutputRun:
+    """The run's identity and commit roots: the output root's directories and each exporter's."""
+    run = OutputRun.create(config.output, output_names(config), config.write_mode, started=started, runner=runner)
+    for exporter in exporters:
+        run.add_directory(exporter.directory)
+    return run
+
+
+def write_outputs(outputs: dict, config: PipelineConfig, run: RunOutputs) -> dict:
+    """Write every output as JSONL under the output root (temp files of ``run``, committed by
+    ``run.commit()``); returns the PCollections of temp files by output name."""
     written = {}
     for name, pcoll in outputs.items():
         if isinstance(pcoll, list):
@@ -75,18 +92,23 @@ def write_outputs(outputs: dict, config: PipelineConfig) -> dict:
         kind = {KEYS: "keys", DEAD_LETTERS: "dead-letter"}.get(name, "stream")
         written[name] = pcoll | f"Write {name}" >> WriteJsonlBatches(
             config.output_dir(name), kind=kind, partition_by_day=config.partition_by_day and name != KEYS,
-            max_bytes=config.max_file_bytes, run_id=run_id, run_started=started, counter=name)
+            max_bytes=config.max_file_bytes, counter=name, run=run)
     return written
 
 
-def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None, exporters=()) -> dict:
-    """The whole batch job: read files or a table, run the privacy graph, write every output (and exporter)."""
+def build_batch_graph(pipeline, config: PipelineConfig, now_ms: int | None = None, exporters=(),
+                      run: OutputRun | None = None):
+    """The whole batch job: read files or a table, run the privacy graph, write every output (and
+    exporter), commit them in one step. Returns the PCollection of the committed files' paths."""
+    run = run or output_run(config, exporters, runner_name(pipeline), started=time.time())
+    outputs_run = RunOutputs(pipeline, run)
     batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
     read = read_batch_source(pipeline, config, batch)
     outputs = privacy_graph(read["events"], config)
     outputs[DEAD_LETTERS] = [read[DEAD_LETTERS], *outputs[DEAD_LETTERS]]
-    written = write_outputs(outputs, config)
+    outputs[KEYS] = outputs[KEYS] | "DistinctKeys" >> DistinctKeyRows()
+    write_outputs(outputs, config, outputs_run)
     if exporters:
         from pipelines.exporting import write_batch_exports  # connectors and exporters (pipelines/connectors.py)
-        written.update(write_batch_exports(outputs, list(exporters), config.max_file_bytes))
-    return written
+        write_batch_exports(outputs, list(exporters), config.max_file_bytes, outputs_run)
+    return outputs_run.commit()

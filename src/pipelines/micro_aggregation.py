@@ -17,6 +17,7 @@ without the required consent are left out, as privacy streams leave them out.
 from __future__ import annotations
 
 import json
+import time
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -25,14 +26,26 @@ from pipelines.config import PipelineConfig
 from pipelines.graph import DEAD_LETTERS, KEYS, key_ring_spec, write_outputs
 from pipelines.sources import read_batch_source
 from privacy.kek import prepare_kek
-from transforms.encrypt import EncryptPii
+from transforms.encrypt import DistinctKeyRows, EncryptPii
 from transforms.microaggregate import MicroAggregate
+from transforms.run_commit import OutputRun, committed_files
 from transforms.validate import ValidateEvents
+from transforms.write_jsonl import RunOutputs, runner_name
 
 RECORDS, REPORT = "micro_aggregated", "report"
 
 
-def build_micro_aggregation_graph(pipeline, config: PipelineConfig, now_ms: int | None = None) -> dict:
+def output_run(config: PipelineConfig, runner: str = "FnApiRunner", started: float | None = None) -> OutputRun:
+    """The job's identity and commit root: its four outputs under the output root."""
+    return OutputRun.create(config.output, [RECORDS, KEYS, DEAD_LETTERS, REPORT], config.write_mode,
+                            started=started, runner=runner)
+
+
+def build_micro_aggregation_graph(pipeline, config: PipelineConfig, now_ms: int | None = None,
+                                  run: OutputRun | None = None):
+    """The whole job, its outputs one commit (as ``pipelines.graph.build_batch_graph``'s): the
+    PCollection of the committed files' paths."""
+    run = RunOutputs(pipeline, run or output_run(config, runner_name(pipeline), time.time()))
     contracts = {config.contract.ref: config.contract}
     batch = BatchInput(config.contract, config.consent, config.timestamp, now_ms=now_ms)
     read = read_batch_source(pipeline, config, batch)
@@ -42,20 +55,21 @@ def build_micro_aggregation_graph(pipeline, config: PipelineConfig, now_ms: int 
     aggregated = encrypted[EncryptPii.ENCRYPTED] | "MicroAggregate" >> MicroAggregate(config.micro_aggregation)
     outputs = {
         RECORDS: aggregated[MicroAggregate.RECORDS],
-        KEYS: encrypted[EncryptPii.KEYS],
+        KEYS: encrypted[EncryptPii.KEYS] | "DistinctKeys" >> DistinctKeyRows(),
         DEAD_LETTERS: [read[DEAD_LETTERS], checked[ValidateEvents.DEAD_LETTER], encrypted[EncryptPii.DEAD_LETTER]],
         REPORT: aggregated[MicroAggregate.REPORT],
     }
-    return write_outputs(outputs, config)
+    write_outputs(outputs, config, run)
+    return run.commit()
 
 
 def read_report(config: PipelineConfig) -> dict | None:
-    """The newest report under ``<output>/report/`` (a local run reads it back to print it)."""
-    matches = FileSystems.match([config.output_dir(REPORT, "*.jsonl")])[0].metadata_list
-    if not matches:
+    """The newest committed report under ``<output>/report/`` (a local run reads it back to print it)."""
+    files = committed_files([config.output_dir(REPORT)])
+    if not files:
         return None
-    newest = max(matches, key=lambda m: m.last_updated_in_seconds)
-    with FileSystems.open(newest.path) as handle:
+    newest = max(files, key=lambda path: FileSystems.match([path])[0].metadata_list[0].last_updated_in_seconds)
+    with FileSystems.open(newest) as handle:
         return json.loads(handle.read().decode("utf-8").splitlines()[0])
 
 

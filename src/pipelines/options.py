@@ -50,6 +50,10 @@ class PrivacyPipelineOptions(PipelineOptions):
                                 "records (k >= 2).")
         group.add_argument("--quasi_identifiers", default=None,
                            help="micro_aggregation: comma-separated fields; default: the contract's isQuasiId fields.")
+        group.add_argument("--write_mode", default=None, choices=["replace", "append", "fail"],
+                           help="What a batch run does with an output that already holds runs: replace (default: "
+                                "when this run commits, its files replace the earlier ones, so a rerun never "
+                                "duplicates), append (add this run's files), fail (refuse to write).")
 
 
 def _bool(text: str) -> bool:

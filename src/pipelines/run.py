@@ -13,6 +13,12 @@ valid, dead letters, keys created and events per output. It exits 1 if the count
 ``--direct_num_workers``, ``--temp_location``, ...). Without ``--runner`` a batch job runs on
 the FnApiRunner: the in-process engine of Beam's DirectRunner, without its attempt to download
 the Prism runner first.
+
+A batch run is one commit (``transforms.write_jsonl``): readers see all of its files or none.
+``--write_mode`` says what happens to what an earlier run wrote: ``replace`` (the default: the
+run's files replace them when it commits, so running the same command twice leaves one copy),
+``append`` or ``fail``. Before writing, a run removes what killed runs left behind; the summary
+says so. A run that fails in this process removes its own temp files before exiting.
 """
 from __future__ import annotations
 
@@ -36,19 +42,21 @@ from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_
 from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
 from pipelines.exporting import prepare_exports, summary_rows
-from pipelines.graph import build_batch_graph
+from pipelines.graph import build_batch_graph, output_run
 from pipelines.incremental import save_watermark
 from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 from transforms.read_input import infer_format
+from transforms.run_commit import OutputExistsError
+from transforms.write_jsonl import runner_name
 
 LOCAL_RUNNER = "FnApiRunner"
 HEADER_BYTES = 1 << 20  # a CSV header longer than this is cut (and likely not a header)
 _LOG = logging.getLogger(__name__)
 OVERRIDES = ("input", "input_format", "contract", "output", "key_store", "kek", "retention_days",
-             "partition_by_day", "export_interval", "max_file_bytes", "job", "k", "quasi_identifiers")
+             "partition_by_day", "export_interval", "max_file_bytes", "write_mode", "job", "k", "quasi_identifiers")
 
 
 def _beam_parser() -> argparse.ArgumentParser:
@@ -172,6 +180,12 @@ def counters(result) -> dict[str, int]:
     return totals
 
 
+COMMIT_ROWS = (("runs_rolled_back", "killed runs rolled back"), ("runs_completed", "killed runs completed"),
+               ("temp_files_deleted", "leftover temp files deleted"), ("runs_replaced", "earlier runs replaced"),
+               ("replaced_files_deleted", "files of replaced runs deleted"),
+               ("leftovers_kept", "leftovers kept (run may be alive)"))
+
+
 def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tuple[str, int]], list[str]]:
     """Summary rows and the list of broken invariants (empty when every row is accounted for)."""
     read = values.get("pipeline/rows_read", 0)
@@ -181,6 +195,7 @@ def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tupl
             ("keys created", values.get("pipeline/keys_created", 0))]
     outputs = ["encrypted"] + [f"streams/{s.name}" for s in config.streams] + ["keys", "dead_letter"]
     rows += [(f"{config.output_dir(name)}/", values.get(f"written/{name}", 0)) for name in outputs]
+    rows += [(label, values[f"commit/{name}"]) for name, label in COMMIT_ROWS if values.get(f"commit/{name}")]
     problems = []
     if read != valid + values.get("pipeline/dead_letter_read", 0) + values.get("pipeline/dead_letter_validate", 0):
         problems.append(f"rows read ({read}) != valid + dead letters")
@@ -223,20 +238,35 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         standard.runner = LOCAL_RUNNER
     micro = config.job == MICRO_AGGREGATION
     source = config.database.label if config.database is not None else config.input_path
-    echo(f"running {config.name}{' (micro_aggregation)' if micro else ''}: {source} ({config.contract.ref}) "
-         f"-> {config.output}")
     started = time.time()
     pipeline = beam.Pipeline(options=options)
+    run_outputs = (micro_aggregation.output_run(config, runner_name(pipeline), started) if micro
+                   else output_run(config, exporters, runner_name(pipeline), started))
+    if config.write_mode == "fail":
+        try:
+            run_outputs.refuse_existing()
+        except OutputExistsError as exc:
+            echo(f"error: {exc}")
+            return 2
+    echo(f"running {config.name}{' (micro_aggregation)' if micro else ''}: {source} ({config.contract.ref}) "
+         f"-> {config.output} (run {run_outputs.run_id}, write mode {config.write_mode})")
     if micro:
-        micro_aggregation.build_micro_aggregation_graph(pipeline, config)
+        micro_aggregation.build_micro_aggregation_graph(pipeline, config, run=run_outputs)
     else:
-        build_batch_graph(pipeline, config, exporters=exporters)
-    result = pipeline.run()
+        build_batch_graph(pipeline, config, exporters=exporters, run=run_outputs)
     incremental = config.database is not None and config.database.incremental
-    if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
-        echo(f"submitted to {standard.runner}: {job_id(result)}")
-        return 0
-    state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+    try:
+        result = pipeline.run()
+        if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
+            echo(f"submitted to {standard.runner}: {job_id(result)}")
+            return 0
+        state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+    except BaseException as exc:  # the job ended here without its commit: leave nothing behind
+        run_outputs.abort()
+        if isinstance(exc, OutputExistsError) or isinstance(exc.__cause__, OutputExistsError):
+            echo(f"error: {exc.__cause__ or exc}")
+            return 2
+        raise
     if is_remote_runner(options):
         if str(state).upper().endswith("DONE"):
             echo(f"finished on {standard.runner}: {job_id(result)}; incremental state {save_watermark(config)}")

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from privacy.daead import new_key_id
 from privacy.keyset import key_proto, keyset_keys, tink_keyset_dict
+from privacy.private_files import private_dirs
 
 AES_GCM_TYPE_URL = "type.googleapis.com/google.crypto.tink.AesGcmKey"
 
@@ -78,7 +79,7 @@ class LocalKek:
         one that is already there (another process may have made it first)."""
         path = Path(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
             key_id, key = new_key_id(), secrets.token_bytes(32)
             text = json.dumps(tink_keyset_dict(AES_GCM_TYPE_URL, key_id, key_proto(key, 3)))
             fd, temp = tempfile.mkstemp(prefix=".kek-", dir=path.parent)  # 0600

@@ -20,13 +20,19 @@ from typing import Iterable, Iterator
 from privacy.daead import SivKey
 from privacy.kek import Kek
 from privacy.keyset import key_from_keyset_json, keyset_json
+from privacy.private_files import open_private
 
 EXPORT_FIELDS = ["keyLink", "encryptionKey", "policyId", "expiresAt"]
 
 
 def export_keys(key_rows: Iterable[dict], kek: Kek) -> Iterator[dict]:
-    """Unwrap key rows (the pipeline's keys output) into key-export rows."""
+    """Unwrap key rows (the pipeline's keys output) into key-export rows, each keyLink once
+    (appended runs' keys/ each list the keys they used)."""
+    seen = set()
     for row in key_rows:
+        if row["keyLink"] in seen:
+            continue
+        seen.add(row["keyLink"])
         material = kek.unwrap(base64.b64decode(row["wrappedKey"]), row["keyLink"].encode())
         yield {
             "keyLink": row["keyLink"],
@@ -50,7 +56,7 @@ def format_key_export(rows: Iterable[dict], jsonl: bool) -> str:
 
 def write_key_export(rows: Iterable[dict], path: str) -> int:
     rows = list(rows)
-    with open(path, "w", newline="") as handle:
+    with open_private(path, "w", newline="") as handle:  # plaintext keys: owner-only
         handle.write(format_key_export(rows, path.endswith(".jsonl")))
     return len(rows)
 

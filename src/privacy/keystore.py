@@ -50,6 +50,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
+from privacy.private_files import private_file
 from privacy.lookup import LOOKUP_KEY, LookupKey, new_store_key, open_store_key
 
 Pair = tuple[str, str]  # (key-field value hash, UTC day 'YYYY-MM-DD')
@@ -194,7 +195,9 @@ class SqliteKeyStore:
     def __init__(self, path: str | Path, migrating: bool = False):
         self.path = Path(path)
         self.uri = f"sqlite://{self.path.resolve()}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):  # owner-only before SQLite opens it (-wal, -shm take its mode)
+            if not suffix or Path(f"{self.path}{suffix}").exists():
+                private_file(f"{self.path}{suffix}")
         self._lock = threading.Lock()
         self._wal_kept = False
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)

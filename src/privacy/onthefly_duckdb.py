@@ -53,11 +53,22 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def jsonl_source(path: str) -> str:
-    """A DuckDB relation over JSONL files: a directory (every *.jsonl under it), a file or a glob."""
-    if not any(ch in path for ch in "*?[") and not path.endswith((".jsonl", ".json")):
-        path = path.rstrip("/") + "/**/*.jsonl"
-    return f"read_json({_literal(path)}, format = 'newline_delimited', union_by_name = true)"
+def jsonl_source(path) -> str:
+    """A DuckDB relation over JSONL files: a directory (every *.jsonl under it of the runs that
+    committed: ``transforms.run_commit.committed_files``, so a view never mixes in a run that is
+    still writing, was killed, or was replaced), a glob (filtered the same way), a file, or a
+    list of files."""
+    if isinstance(path, str) and path.endswith((".jsonl", ".json")) and not any(ch in path for ch in "*?["):
+        files = [path]
+    elif isinstance(path, str):
+        from transforms.run_commit import committed_files  # the writer's commit protocol; no Beam for local paths
+        files = committed_files([path])
+        if not files:
+            raise ValueError(f"no committed JSONL files under '{path}'")
+    else:
+        files = list(path)
+    listed = ", ".join(_literal(f) for f in files)
+    return f"read_json([{listed}], format = 'newline_delimited', union_by_name = true)"
 
 
 def consent_condition(level: int, rule: str = CUMULATIVE) -> str:

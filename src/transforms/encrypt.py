@@ -5,8 +5,9 @@
     out = valid_pairs | EncryptPii({contract.ref: contract}, spec)   # (position, event) pairs
     out[EncryptPii.ENCRYPTED]     # events, PII encrypted, strmMeta.keyLink set
     out[EncryptPii.POSITIONED]    # the same events as (position, event), for the stages after this one
-    out[EncryptPii.KEYS]          # one row per key this run created, wrapped by the KEK
+    out[EncryptPii.KEYS]          # a row for every key the events use, wrapped by the KEK
     out[EncryptPii.DEAD_LETTER]   # events that could not be encrypted: position, reason
+    out[EncryptPii.KEYS] | DistinctKeyRows()   # batch: each keyLink once
 
 Elements are buffered per bundle (``batch_size``, default 10,000: big batches are what keep a
 key store's writes cheap) so that keys are resolved in one key-store round trip per batch: cached keys first, then a look-up, then new keys inserted under the
@@ -15,6 +16,17 @@ All PII fields of one event share one key, so their ciphertexts share the first 
 a contract with a retention policy are that policy's keys (``KeyRingSpec.policies``;
 ``privacy.keyring``): they expire after its days and carry its id as ``policyId``.
 
+**keys output: a row on first use.** Each DoFn instance emits a key's row the first time it
+uses the key in a run, whether the key was created now or reused from the store (made by an
+earlier run, a killed run, another worker): so the keys output of a run holds every keyLink its
+encrypted output uses, and ``keys export`` + ``decrypt`` of one run's outputs recover every
+event. A key whose data subjects grow in a later batch gets its row again with them. Rows of
+reused keys are read with one ``store.by_links`` call per batch (only for keys new to the
+instance). Instances (workers, bundles in parallel) emit the same key each: a batch job
+dedupes with ``DistinctKeyRows`` (one row per keyLink, data subjects merged); the instance
+remembers ``ANNOUNCED_KEYS`` keyLinks (least recently used forgotten first, then announced
+again), so memory stays flat in a long streaming job.
+
 An event this stage cannot encrypt (no timestamp, no key-field value, or a failure no check
 foresaw: the catch-all) is a dead letter with its position (``file:line``); a failure of the key
 store or KEK is not a row's fault and fails the run.
@@ -22,6 +34,7 @@ store or KEK is not a row's fault and fails the run.
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -37,6 +50,7 @@ from transforms.worker_tuning import tune_worker
 
 
 DEFAULT_BATCH_SIZE = 10_000
+ANNOUNCED_KEYS = 100_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,7 @@ class _EncryptFn(beam.DoFn):
         self.batch_size = batch_size
         self.encrypted = Metrics.counter("pipeline", "encrypted")
         self.keys_created = Metrics.counter("pipeline", "keys_created")
+        self.keys_reused = Metrics.counter("pipeline", "keys_reused")
         self.rejected = Metrics.counter("pipeline", "dead_letter_encrypt")
 
     def setup(self):
@@ -109,6 +124,8 @@ class _EncryptFn(beam.DoFn):
 
     def start_bundle(self):
         self.buffer = []
+        if not hasattr(self, "announced"):  # once per instance: Beam's old DirectRunner calls setup per bundle
+            self.announced: OrderedDict[str, frozenset] = OrderedDict()  # keyLink -> data subjects in its row
 
     def process(self, pair, element=beam.DoFn.WindowedValueParam):
         # The whole WindowedValue is kept: outputs are emitted with its timestamp, windows and pane.
@@ -184,9 +201,58 @@ class _EncryptFn(beam.DoFn):
             yield element.with_value(encrypted)
             yield beam.pvalue.TaggedOutput(EncryptPii.POSITIONED, element.with_value((position, encrypted)))
         self.encrypted.inc(encrypted_count)
-        for record in created:
-            self.keys_created.inc()
-            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[record.key_link].with_value(key_row(record)))
+        yield from self._key_rows(keys, created, wanted, first_seen)
+
+    def _key_rows(self, keys, created, wanted, first_seen):
+        """A row for each key this instance has not announced yet (or whose subjects grew)."""
+        announced = self.announced
+        records = {record.key_link: record for record in created}
+        self.keys_created.inc(len(created))
+        pair_of = {link: pair for pair, (link, _) in keys.items()}
+        due = []
+        for link in first_seen:  # keyLinks of this batch, each with its first element
+            pair = pair_of[link]
+            known = announced.get(link)
+            if known is None or not wanted[pair] <= known:
+                due.append((link, pair))
+            else:
+                announced.move_to_end(link)
+        reused = [link for link, _ in due if link not in records]
+        if reused:  # made earlier (another run, a killed run, another worker): read once for its row
+            found = self.ring.store.by_links(reused)
+            self.keys_reused.inc(len(found))
+            records.update(found)
+        for link, pair in due:
+            record = records.get(link)
+            if record is None:
+                continue  # deleted since it was looked up (forgotten): nothing left to export
+            announced[link] = frozenset(wanted[pair]) | announced.get(link, frozenset())
+            announced.move_to_end(link)
+            yield beam.pvalue.TaggedOutput(EncryptPii.KEYS, first_seen[link].with_value(key_row(record)))
+        while len(announced) > ANNOUNCED_KEYS:
+            announced.popitem(last=False)
+
+
+def merge_key_rows(rows) -> dict:
+    """One key row from rows of the same keyLink: the first, with every row's data subjects."""
+    rows = list(rows)
+    merged = dict(rows[0])
+    for name in ("dataSubjectHashes", "dataSubjects"):
+        if name in merged:
+            merged[name] = sorted({s for row in rows for s in row.get(name) or ()})
+    return merged
+
+
+class DistinctKeyRows(beam.PTransform):
+    """Key rows -> one row per keyLink (``merge_key_rows``); for batch runs (global window).
+    A GroupByKey, not a combiner: key rows are few and small, and a lifted combiner would keep
+    the graph from round-tripping through the runner API (Flink)."""
+
+    def expand(self, rows):
+        return (rows
+                | "ByKeyLink" >> beam.Map(lambda row: (row["keyLink"], row))
+                | "GroupByKeyLink" >> beam.GroupByKey()
+                | "OnePerKeyLink" >> beam.MapTuple(lambda _, same: merge_key_rows(same)))
 
 
 class EncryptPii(beam.PTransform):

@@ -58,7 +58,7 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.dead_letters import dead_letter
-from transforms.write_jsonl import DEFAULT_MAX_BYTES
+from transforms.write_jsonl import DEFAULT_MAX_BYTES, create_output_file
 
 DEFAULT_ALLOWED_LATENESS = 60
 _LOG = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class _FileSet:
     def write(self, line: bytes) -> None:
         if self.handle is None:
             temp = FileSystems.join(self.directory, f".temp-{uuid.uuid4().hex}.jsonl.tmp")
-            self.handle, self.size = FileSystems.create(temp, mime_type="application/x-ndjson"), 0
+            self.handle, self.size = create_output_file(temp), 0   # local: owner-only (0600)
             self.parts.append(temp)
         self.handle.write(line)
         self.size += len(line)
