@@ -110,6 +110,21 @@ class AuditLog:
         finally:
             os.close(fd)   # releases the lock
 
+    def check(self) -> None:
+        """AuditError unless an entry can be appended now (the file can be opened, its end matches its head)."""
+        try:
+            private_file(self.path)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise AuditError(f"{self.path}: the audit log cannot be written: {exc.strerror}") from None
+        try:
+            last, head = _last_entry(fd, self.path), self.head()
+        finally:
+            os.close(fd)
+        if head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
+            raise AuditError(f"{self.path} does not end with the entry its head file names (entry {head[0]}): "
+                             "an entry was deleted or the file replaced; run `pstream audit verify`")
+
     def head(self) -> tuple[int, str] | None:
         try:
             data = json.loads(self.head_path.read_text())
