@@ -295,3 +295,41 @@ def test_data_subject_requests_are_audited_with_counts_only(subjects_run, tmp_pa
     other = read_csv(subjects_run / "in.csv")[-1]["userId"]
     code, out_text, err = pstream("subjects", "forget", other, "--output", str(out), project_dir=False)
     assert code == 2 and "does not end with the entry its head file names" in err and out_text == ""
+
+
+# ------------------------------------------------------------------------------- purpose names
+def test_purposes_are_named_per_project_and_used_by_name(pstream, tmp_path):
+    import sqlglot
+
+    from controlplane.project import Project
+    from gateway_helpers import WEBSHOP
+
+    make_project(pstream.project, "demo")
+    assert pstream("purposes", "create", "1", "analytics", "--description", "product analytics", "--user", "ann")[0] == 0
+    assert pstream("purposes", "create", "2", "marketing", "--user", "ann")[0] == 0
+    code, _, err = pstream("purposes", "create", "2", "ads")
+    assert code == 2 and "level 2 is named 'marketing' already" in err
+    code, _, err = pstream("purposes", "create", "3", "Bad Name")
+    assert code == 2 and "lowercase" in err
+    code, out, _ = pstream("purposes", "list")
+    assert out.splitlines() == ["1\tanalytics\tproduct analytics", "2\tmarketing\t"]
+    code, out, err = pstream("create", "stream", "--derived-from", "demo", "--purposes", "analytics,marketing")
+    assert code == 0, err
+    view = json.loads(out)
+    assert view["consentLevels"] == [1, 2] and view["purposes"] == ["1 (analytics)", "2 (marketing)"]
+    assert Project.open(pstream.project).privacy_streams["demo-1-2"].levels == [1, 2]     # levels on the wire
+    code, _, err = pstream("create", "stream", "--derived-from", "demo", "--purposes", "sales")
+    assert code == 2 and "no purpose named 'sales' (known: analytics (1), marketing (2))" in err
+    code, _, err = pstream("create", "stream", "--derived-from", "demo", "--purposes", "analytics", "--levels", "1")
+    assert code == 2 and "not both" in err
+    code, out, _ = pstream("list", "streams")
+    assert "PURPOSES" in out and "analytics,marketing" in out
+    code, out, _ = pstream("ddl", "athena", WEBSHOP, "--location", "s3://b/p/", "--table", "events")
+    assert code == 0 and "--   email: PII, purpose 2 (marketing)" in out and "purpose 1 (analytics)" in out
+    sqlglot.parse_one(out, read="athena", error_level=sqlglot.ErrorLevel.RAISE)
+    code, out, _ = pstream("ddl", "duckdb", WEBSHOP, "--location", str(tmp_path / "none"), "--table", "events")
+    assert "(marketing)" in out
+    code, help_text, _ = pstream("create", "stream", "--help", project_dir=False)
+    assert "--purposes" in help_text and "pstream purposes" in " ".join(help_text.split())
+    kinds = [(e["kind"], e["action"], e["target"]) for e in AuditLog(pstream.project / "audit.jsonl").entries()]
+    assert kinds == [("purpose", "create", "analytics"), ("purpose", "create", "marketing")]

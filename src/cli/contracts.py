@@ -563,7 +563,13 @@ def _show(args) -> int:
             print(f"  {iso_ms(entry['at'])[:19]}Z  {entry['action']:<9} {entry['from'] or '-'} -> {entry['to']}"
                   f"  by {entry['user']}{reason}")
     print(f"  key field: {contract.key_field}")
+    from controlplane.project import Project, ProjectError
+    try:
+        names = {p.level: p.name for p in Project.open(registry.project_dir).purposes.values()}
+    except ProjectError:
+        names = {}
     for path in contract.field_paths():
         level = contract.pii.get(path)
-        print(f"  {path}" + (f"  (PII, purpose level {level})" if level is not None else ""))
+        purpose = f"{level} ({names[level]})" if level in names else str(level)
+        print(f"  {path}" + (f"  (PII, purpose level {purpose})" if level is not None else ""))
     return 0
