@@ -333,3 +333,41 @@ def test_purposes_are_named_per_project_and_used_by_name(pstream, tmp_path):
     assert "--purposes" in help_text and "pstream purposes" in " ".join(help_text.split())
     kinds = [(e["kind"], e["action"], e["target"]) for e in AuditLog(pstream.project / "audit.jsonl").entries()]
     assert kinds == [("purpose", "create", "analytics"), ("purpose", "create", "marketing")]
+
+
+def test_the_lifecycle_record_decides_the_state_for_the_gateways_cache_too(pstream, tmp_path):
+    import asyncio
+
+    from gateway.registry import ContractCache, Refused
+
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    stored = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.yaml"
+    stored.write_text(stored.read_text().replace("state: DRAFT", "state: ACTIVE"))   # by hand, past the review
+    registry = ContractRegistry(pstream.project, contracts_path=False)
+    assert registry.get(REF).state == "DRAFT"
+    cache = ContractCache(registry, build=lambda contract: contract)
+    with pytest.raises(Refused) as info:
+        asyncio.run(cache.resolve(REF.encode()))
+    assert (info.value.status, info.value.message) == (400, f"Schema '{REF}' is not active (state DRAFT)")
+    assert asyncio.run(cache.resolve(SIMULATOR.encode())).state == "ACTIVE"            # shipped: ACTIVE
+    cache.close()
+
+
+def test_where_the_audit_log_of_a_request_lives(tmp_path, monkeypatch):
+    from controlplane.audit import log_for_store, store_label
+
+    monkeypatch.delenv("PSTREAM_AUDIT_LOG", raising=False)
+    project = tmp_path / "p"
+    make_project(project, "demo")
+    run_out = project / "out" / "demo-abc"
+    run_out.mkdir(parents=True)
+    assert log_for_store(str(run_out), f"sqlite://{run_out}/keystore.sqlite").path == project / "audit.jsonl"
+    plain = tmp_path / "out"
+    plain.mkdir()
+    keys = tmp_path / "keys"
+    assert log_for_store(str(plain), f"sqlite://{keys}/keystore.sqlite").path == keys / "audit.jsonl"
+    assert log_for_store(str(plain), "postgresql://u:secret@db/keys").path == plain.resolve() / "audit.jsonl"
+    assert log_for_store("gs://b/out", "postgresql://db/k", given=str(tmp_path / "a.jsonl")).path == tmp_path / "a.jsonl"
+    monkeypatch.setenv("PSTREAM_AUDIT_LOG", str(tmp_path / "env.jsonl"))
+    assert log_for_store(str(plain), None).path == tmp_path / "env.jsonl"
+    assert store_label("postgresql://u:secret@db:5432/keys?sslmode=require") == "postgresql://db:5432/keys"
