@@ -37,7 +37,7 @@ import time
 
 from cli.key_store import open_ids, report_residue, store_files, subject_hashes
 from cli.main import summary
-from cli.store_options import add_store_options, local_output, open_kek, open_store
+from cli.store_options import RequestAudit, add_audit_options, removed_counts, add_store_options, local_output, open_kek, open_store
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
 from privacy.kek import KekError
@@ -85,6 +85,7 @@ def register(subparsers) -> None:
     forget.add_argument("--compact", action="store_true",
                         help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
     add_store_options(forget, kek=True)
+    add_audit_options(forget)
     forget.set_defaults(func=_forget)
 
     export = actions.add_parser(
@@ -98,6 +99,7 @@ def register(subparsers) -> None:
                         help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     export.add_argument("-o", "--report", default="-", help="file to write the report to; - for stdout (default)")
     add_store_options(export, kek=True)
+    add_audit_options(export)
     export.set_defaults(func=_export)
 
 
@@ -206,20 +208,28 @@ def _forget(args) -> int:
     try:
         subjects = {check_subject_id(s) for s in args.subjects}
         from controlplane.spool_lifecycle import forget_in_output_spool   # a `pstream local` project's spool
+        store = open_store(args)
+        audit = RequestAudit(args, store, "subjects", "forget")   # a log that cannot take the entry: nothing done
         spooled = forget_in_output_spool(args.output, subjects)
         if spooled is not None:
             print(spooled.summary(), file=sys.stderr)
-        store = open_store(args)
         hashes = subject_hashes(args, store, sorted(subjects), args.hashed)
         deleted = store.delete_subjects(hashes.values())
     except (KeyStoreError, KekError, ValueError) as exc:
         return _fail("forget", exc)
     from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
     report = scrub_output(local_output(args), set(deleted), set(hashes.values()),
-                          set() if args.hashed else subjects, extra=args.key_export, skip=store_files(store))
+                          set() if args.hashed else subjects, extra=args.key_export,
+                          skip=store_files(store) + audit.files())
     if args.compact:
         store.compact()
     print(f"deleted {len(deleted)} keys")
+    if not audit.done("subjects forget", {
+            "subjects": len(subjects), "keysDeleted": len(deleted), "filesRead": report.files,
+            **removed_counts(report), "filesLeft": len(report.left),
+            "spoolEventsRemoved": spooled.events_removed if spooled is not None else 0},
+            hashed=bool(args.hashed), compact=bool(args.compact)):
+        return 1
     print(f"{report.summary()} in {time.monotonic() - started:.2f} s", file=sys.stderr)
     report_residue(store, "subjects forget")
     if report.left:
@@ -236,6 +246,7 @@ def _export(args) -> int:
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
+        audit = RequestAudit(args, store, "subjects", "export")   # a log that cannot take the entry: nothing done
         kek = open_kek(args)
         records = store.keys_of_subjects([open_ids(args, store).subject_hash(subject)])
         keys = {r.key_link: SivKey(r.key_id, kek.unwrap(r.wrapped_key, r.key_link.encode())) for r in records}
@@ -255,4 +266,7 @@ def _export(args) -> int:
     print(f"{report['recordCount']} records of {len(records)} keys in {len(files)} files"
           f"{'; ' + str(report['undecryptable']) + ' undecryptable' if report['undecryptable'] else ''}",
           file=sys.stderr)
-    return 0
+    counts = {"subjects": 1, "keys": len(records), "records": report["recordCount"], "filesRead": len(files),
+              "undecryptable": report["undecryptable"]}
+    return 0 if audit.done("subjects export", counts, to="stdout" if args.report == "-" else "file") else 1
+

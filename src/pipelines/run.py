@@ -162,6 +162,30 @@ def check_csv_headers(config: PipelineConfig, paths: list[str]) -> None:
                                   "every row needs it")
 
 
+def accepted_contract(contract, allow_draft: bool, echo=print):
+    """The contract a run may use: ACTIVE as it is; DEPRECATED with a warning; DRAFT, IN_REVIEW and
+    APPROVED only with ``--allow_draft_contract`` (then treated as ACTIVE for this run, said on the
+    console); ARCHIVED never. ConfigError (exit 2) otherwise."""
+    from dataclasses import replace
+
+    from contracts.model import ACTIVE, DEPRECATED
+
+    if contract.state == ACTIVE:
+        return contract
+    if contract.state == DEPRECATED:
+        echo(f"warning: contract {contract.ref} is DEPRECATED: its events are still accepted; move to a newer version")
+        return contract
+    if contract.state == "ARCHIVED":
+        raise ConfigError(f"contract {contract.ref} is ARCHIVED: it accepts no events (create a new version)")
+    if not allow_draft:
+        raise ConfigError(f"contract {contract.ref} is not active (state {contract.state}): only ACTIVE and "
+                          "DEPRECATED contracts accept events; activate it (pstream contracts activate) or try it "
+                          "out with --allow_draft_contract")
+    echo(f"warning: contract {contract.ref} is {contract.state}, used as ACTIVE for this run "
+         "(--allow_draft_contract): not for production data")
+    return replace(contract, state=ACTIVE)
+
+
 def no_pii_warning(config: PipelineConfig) -> str | None:
     """The summary's line for a contract without PII fields (nothing is encrypted), or None."""
     if config.contract.pii:
@@ -214,6 +238,7 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     FileSystems.set_options(options)  # a remote config or input is read before the pipeline exists
     try:
         config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
+        config.contract = accepted_contract(config.contract, bool(privacy.allow_draft_contract), echo)
         if not standard.streaming:
             prepare(config, echo)
         config.retention_policies()  # a contract's retention policy must be in the key store: refused here, not later
