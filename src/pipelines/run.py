@@ -19,6 +19,9 @@ A batch run is one commit (``transforms.write_jsonl``): readers see all of its f
 run's files replace them when it commits, so running the same command twice leaves one copy),
 ``append`` or ``fail``. Before writing, a run removes what killed runs left behind; the summary
 says so. A run that fails in this process removes its own temp files before exiting.
+
+After a local batch run has committed, ``<output>/_report.json`` and ``_report.html`` describe it
+(``pipelines.run_report``; ``pstream report OUT`` shows it in the terminal).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines import micro_aggregation
+from pipelines import micro_aggregation, run_report
 from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_remote, load_config
 from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
@@ -297,6 +300,7 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         for line in micro_aggregation.report_lines(report):
             echo(line)
         failed = failed or "error" in report
+    run_report.after_run(config, values, result, run_outputs.run_id, elapsed, echo)
     if not failed and incremental:
         echo(f"incremental state: {save_watermark(config)} (read up to {config.database.until})")
     return 1 if failed else 0
