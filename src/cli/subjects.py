@@ -97,6 +97,7 @@ def register(subparsers) -> None:
     export.add_argument("--contract", default=None,
                         help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     export.add_argument("-o", "--report", default="-", help="file to write the report to; - for stdout (default)")
+    export.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     add_store_options(export, kek=True)
     export.set_defaults(func=_export)
 
@@ -126,13 +127,16 @@ def _plans(contract: str | None):
     return plan_for
 
 
-def _read_events(files: list[str], links: set[str] | None = None):
-    """Events of the files; with ``links``, other lines are skipped without being parsed."""
+def _read_events(files: list[str], links: set[str] | None = None, progress=None):
+    """Events of the files; with ``links``, other lines are skipped without being parsed.
+    ``progress``: a ``pipelines.progress.Progress`` that counts the lines and bytes scanned."""
     from apache_beam.io.filesystems import FileSystems
 
     for path in files:
         with FileSystems.open(path) as raw:
             for line in iter(raw.readline, b""):
+                if progress is not None:
+                    progress.advance(1, len(line))
                 if not line.strip():
                     continue
                 if links is None or key_link_of_line(line) in links:
@@ -245,7 +249,10 @@ def _export(args) -> int:
         return _fail("export", exc)
     from cli.export_files import encrypted_files   # Beam's file systems: not imported for --help
     files = encrypted_files(args.paths or args.output, key_days(records)) if records else []
-    report = access_report(subject, records, keys, _read_events(files, set(keys)), plan_for, policies)
+    from pipelines.progress import Progress, input_bytes
+    total = sum(input_bytes(f) or 0 for f in files) if files and not args.quiet else None
+    with Progress("scanning encrypted events", total_bytes=total, enabled=not args.quiet, unit="lines") as progress:
+        report = access_report(subject, records, keys, _read_events(files, set(keys), progress), plan_for, policies)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.report == "-":
         sys.stdout.write(text)

@@ -49,6 +49,7 @@ from pipelines.graph import build_batch_graph, output_run
 from pipelines.incremental import save_watermark
 from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
+from pipelines.progress import input_progress
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 from transforms.read_input import infer_format
@@ -101,6 +102,8 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
     )
     PrivacyPipelineOptions._add_argparse_args(parser)
     StreamingSourceOptions._add_argparse_args(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress line (it is shown only on a terminal, "
+                        "for runs longer than a few seconds)")   # taken out of argv by run(), never Beam's
     parser.parse_known_args(argv)  # --help and bad values of our own options stop here
     unknown = unknown_arguments(argv)
     if unknown:
@@ -211,6 +214,8 @@ def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tupl
 
 def run(argv: list[str] | None = None, echo=print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = "--quiet" in argv
+    argv = [arg for arg in argv if arg != "--quiet"]
     options, privacy = parse_args(argv)
     standard = options.view_as(StandardOptions)
     standard.streaming = standard.streaming or reads_a_stream(options)
@@ -227,12 +232,14 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     no_pii = no_pii_warning(config)
     if no_pii:
         _LOG.warning(no_pii)
-    return run_config(config, options, exports.exporters, echo)
+    return run_config(config, options, exports.exporters, echo, progress=not quiet)
 
 
-def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print) -> int:
+def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print,
+               progress: bool = False) -> int:
     """Run the job of a config already made (``load_config``, or ``PipelineConfig.build`` in the
-    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up."""
+    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up.
+    ``progress``: a progress line on a terminal while a local batch job runs (``pipelines.progress``)."""
     standard = options.view_as(StandardOptions)
     no_pii = no_pii_warning(config)
     if standard.streaming:
@@ -259,11 +266,12 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         build_batch_graph(pipeline, config, exporters=exporters, run=run_outputs)
     incremental = config.database is not None and config.database.incremental
     try:
-        result = pipeline.run()
-        if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
-            echo(f"submitted to {standard.runner}: {job_id(result)}")
-            return 0
-        state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+        with input_progress(config, enabled=progress and not is_remote_runner(options)):
+            result = pipeline.run()
+            if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
+                echo(f"submitted to {standard.runner}: {job_id(result)}")
+                return 0
+            state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
     except BaseException as exc:  # the job ended here without its commit: leave nothing behind
         run_outputs.abort()
         if isinstance(exc, OutputExistsError) or isinstance(exc.__cause__, OutputExistsError):
