@@ -37,6 +37,7 @@ import time
 
 from cli.key_store import open_ids, report_residue, store_files, subject_hashes
 from cli.main import summary
+from cli.plaintext_paths import add_force_option, refuse_plaintext_path
 from cli.store_options import add_store_options, local_output, open_kek, open_store
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
@@ -98,6 +99,7 @@ def register(subparsers) -> None:
                         help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     export.add_argument("-o", "--report", default="-", help="file to write the report to; - for stdout (default)")
     export.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
+    add_force_option(export)
     add_store_options(export, kek=True)
     export.set_defaults(func=_export)
 
@@ -237,6 +239,10 @@ def _forget(args) -> int:
 def _export(args) -> int:
     from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
 
+    problem = refuse_plaintext_path(args.report, "an access report (personal data)", args.force)
+    if problem:
+        print(f"pstream subjects export: {problem}", file=sys.stderr)
+        return 2
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
