@@ -44,17 +44,18 @@ MAX_REASONS = 50   # distinct (stage, reason) pairs kept; the rest are summed as
 
 def stage_times(result) -> dict[str, int]:
     """Milliseconds of execution per top-level step (``ReadInput``, ``ValidateEvents``, ...), from the
-    runner's monitoring metrics; {} when the runner has none."""
+    runner's monitoring metrics (sampled: a fast step may show 0); {} when the runner has none.
+    Beam's own ``ref_PCollection_...`` steps are left out."""
     try:
         found = result.monitoring_metrics().query()["counters"]
     except Exception:  # runners without monitoring metrics
         return {}
     totals: Counter = Counter()
     for counter in found:
-        if counter.key.metric.name == _EXEC_TIME and counter.key.step:
+        if counter.key.metric.name == _EXEC_TIME and counter.key.step and not counter.key.step.startswith("ref_"):
             value = counter.committed if counter.committed is not None else counter.attempted
             totals[counter.key.step.split("/", 1)[0]] += int(value or 0)
-    return {step: ms for step, ms in sorted(totals.items(), key=lambda kv: -kv[1]) if ms > 0}
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))   # 0 ms steps too: they ran
 
 
 def _run_files(directory: str, run_id: str) -> list[str]:
