@@ -208,7 +208,7 @@ def chart_data(report: dict) -> list[tuple[str, str, list[tuple[str, float]]]]:
         ("Dead letters by reason", "rows", reasons),
         ("Consent levels seen", "events", list(report["consent_levels"].items())),
         ("Keys", "keys", [("created", report["keys"]["created"]), ("reused", report["keys"]["reused"])]),
-        ("Time per stage", "s", list(report["stage_seconds"].items())),
+        ("Time per stage (seconds of execution, sampled)", "s", list(report["stage_seconds"].items())),
     ]
 
 
