@@ -76,6 +76,7 @@ def register(subparsers) -> None:
                       help="read at most N rows of the sample (default %(default)s)")
     init.add_argument("--phone-region", default="US", metavar="CC",
                       help="the region of phone numbers written without +country code (default %(default)s)")
+    init.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     init.set_defaults(func=_init)
 
     diff = actions.add_parser(
@@ -242,6 +243,7 @@ def _init(args) -> int:
     from contracts.infer import SampleError, check_sample, profile_rows, propose, read_sample
     from contracts.loader import REF_PATTERN, ContractError
     from contracts.writer import contract_yaml
+    from pipelines.progress import Progress
 
     if not REF_PATTERN.match(args.ref):
         return _err("init", f"--ref '{args.ref}' is not of the form handle/name/1.2.3")
@@ -252,10 +254,11 @@ def _init(args) -> int:
     try:
         pii_flags = {field: _level(value) for field, value in _pairs(args.pii, "FIELD=LEVEL").items()}
         type_flags = {field: value.upper() for field, value in _pairs(args.types, "FIELD=TYPE").items()}
-        sample = read_sample(args.sample, max_rows=args.max_rows)
+        with Progress(f"reading and profiling {args.sample}", enabled=not args.quiet, counts=False):
+            sample = read_sample(args.sample, max_rows=args.max_rows)
+            profiles = profile_rows(sample.rows, text=sample.text, phone_region=args.phone_region) if sample.rows else []
         if not sample.rows:
             return _err("init", f"{args.sample}: no rows to learn from")
-        profiles = profile_rows(sample.rows, text=sample.text, phone_region=args.phone_region)
         proposal = propose(profiles, args.ref, key_field=args.key_field)
         for field, type_name in type_flags.items():
             proposal.set_type(field, type_name)
@@ -273,7 +276,8 @@ def _init(args) -> int:
         if not args.yes:
             _ask_all(proposal)
         contract = proposal.contract()
-        accepted, refused = check_sample(contract, sample.rows, text=sample.text)
+        with Progress("checking the sample against the contract", enabled=not args.quiet, counts=False):
+            accepted, refused = check_sample(contract, sample.rows, text=sample.text)
         verdict = f"The proposed contract accepts {accepted} of the {len(sample.rows)} sampled rows."
         _say("", *proposal.summary(), verdict, *(f"  {n} refused: {why}" for why, n in refused.most_common(5)))
         if not args.yes and _ask(f"Write it to {args.output or 'standard output'}? (y/n)", "y").lower() \

@@ -37,6 +37,7 @@ import time
 
 from cli.key_store import open_ids, report_residue, store_files, subject_hashes
 from cli.main import summary
+from cli.plaintext_paths import add_force_option, refuse_plaintext_path
 from cli.store_options import RequestAudit, add_audit_options, removed_counts, add_store_options, local_output, open_kek, open_store
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
@@ -98,6 +99,8 @@ def register(subparsers) -> None:
     export.add_argument("--contract", default=None,
                         help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     export.add_argument("-o", "--report", default="-", help="file to write the report to; - for stdout (default)")
+    export.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
+    add_force_option(export)
     add_store_options(export, kek=True)
     add_audit_options(export)
     export.set_defaults(func=_export)
@@ -128,13 +131,16 @@ def _plans(contract: str | None):
     return plan_for
 
 
-def _read_events(files: list[str], links: set[str] | None = None):
-    """Events of the files; with ``links``, other lines are skipped without being parsed."""
+def _read_events(files: list[str], links: set[str] | None = None, progress=None):
+    """Events of the files; with ``links``, other lines are skipped without being parsed.
+    ``progress``: a ``pipelines.progress.Progress`` that counts the lines and bytes scanned."""
     from apache_beam.io.filesystems import FileSystems
 
     for path in files:
         with FileSystems.open(path) as raw:
             for line in iter(raw.readline, b""):
+                if progress is not None:
+                    progress.advance(1, len(line))
                 if not line.strip():
                     continue
                 if links is None or key_link_of_line(line) in links:
@@ -243,6 +249,10 @@ def _forget(args) -> int:
 def _export(args) -> int:
     from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
 
+    problem = refuse_plaintext_path(args.report, "an access report (personal data)", args.force)
+    if problem:
+        print(f"pstream subjects export: {problem}", file=sys.stderr)
+        return 2
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
@@ -256,7 +266,10 @@ def _export(args) -> int:
         return _fail("export", exc)
     from cli.export_files import encrypted_files   # Beam's file systems: not imported for --help
     files = encrypted_files(args.paths or args.output, key_days(records)) if records else []
-    report = access_report(subject, records, keys, _read_events(files, set(keys)), plan_for, policies)
+    from pipelines.progress import Progress, input_bytes
+    total = sum(input_bytes(f) or 0 for f in files) if files and not args.quiet else None
+    with Progress("scanning encrypted events", total_bytes=total, enabled=not args.quiet, unit="lines") as progress:
+        report = access_report(subject, records, keys, _read_events(files, set(keys), progress), plan_for, policies)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.report == "-":
         sys.stdout.write(text)

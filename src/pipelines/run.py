@@ -19,6 +19,9 @@ A batch run is one commit (``transforms.write_jsonl``): readers see all of its f
 run's files replace them when it commits, so running the same command twice leaves one copy),
 ``append`` or ``fail``. Before writing, a run removes what killed runs left behind; the summary
 says so. A run that fails in this process removes its own temp files before exiting.
+
+After a local batch run has committed, ``<output>/_report.json`` and ``_report.html`` describe it
+(``pipelines.run_report``; ``pstream report OUT`` shows it in the terminal).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines import micro_aggregation
+from pipelines import micro_aggregation, run_report
 from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_remote, load_config
 from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
@@ -46,6 +49,7 @@ from pipelines.graph import build_batch_graph, output_run
 from pipelines.incremental import save_watermark
 from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
+from pipelines.progress import input_progress
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 from transforms.read_input import infer_format
@@ -98,6 +102,8 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
     )
     PrivacyPipelineOptions._add_argparse_args(parser)
     StreamingSourceOptions._add_argparse_args(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress line (it is shown only on a terminal, "
+                        "for runs longer than a few seconds)")   # taken out of argv by run(), never Beam's
     parser.parse_known_args(argv)  # --help and bad values of our own options stop here
     unknown = unknown_arguments(argv)
     if unknown:
@@ -232,6 +238,8 @@ def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tupl
 
 def run(argv: list[str] | None = None, echo=print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = "--quiet" in argv
+    argv = [arg for arg in argv if arg != "--quiet"]
     options, privacy = parse_args(argv)
     standard = options.view_as(StandardOptions)
     standard.streaming = standard.streaming or reads_a_stream(options)
@@ -249,12 +257,14 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     no_pii = no_pii_warning(config)
     if no_pii:
         _LOG.warning(no_pii)
-    return run_config(config, options, exports.exporters, echo)
+    return run_config(config, options, exports.exporters, echo, progress=not quiet)
 
 
-def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print) -> int:
+def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print,
+               progress: bool = False) -> int:
     """Run the job of a config already made (``load_config``, or ``PipelineConfig.build`` in the
-    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up."""
+    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up.
+    ``progress``: a progress line on a terminal while a local batch job runs (``pipelines.progress``)."""
     standard = options.view_as(StandardOptions)
     no_pii = no_pii_warning(config)
     if standard.streaming:
@@ -281,11 +291,12 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         build_batch_graph(pipeline, config, exporters=exporters, run=run_outputs)
     incremental = config.database is not None and config.database.incremental
     try:
-        result = pipeline.run()
-        if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
-            echo(f"submitted to {standard.runner}: {job_id(result)}")
-            return 0
-        state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+        with input_progress(config, enabled=progress and not is_remote_runner(options)):
+            result = pipeline.run()
+            if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
+                echo(f"submitted to {standard.runner}: {job_id(result)}")
+                return 0
+            state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
     except BaseException as exc:  # the job ended here without its commit: leave nothing behind
         run_outputs.abort()
         if isinstance(exc, OutputExistsError) or isinstance(exc.__cause__, OutputExistsError):
@@ -322,6 +333,7 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         for line in micro_aggregation.report_lines(report):
             echo(line)
         failed = failed or "error" in report
+    run_report.after_run(config, values, result, run_outputs.run_id, elapsed, echo)
     if not failed and incremental:
         echo(f"incremental state: {save_watermark(config)} (read up to {config.database.until})")
     return 1 if failed else 0
