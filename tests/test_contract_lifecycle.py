@@ -371,3 +371,34 @@ def test_where_the_audit_log_of_a_request_lives(tmp_path, monkeypatch):
     monkeypatch.setenv("PSTREAM_AUDIT_LOG", str(tmp_path / "env.jsonl"))
     assert log_for_store(str(plain), None).path == tmp_path / "env.jsonl"
     assert store_label("postgresql://u:secret@db:5432/keys?sslmode=require") == "postgresql://db:5432/keys"
+
+
+def test_a_batch_run_by_reference_follows_the_projects_lifecycle_record(tmp_path, monkeypatch):
+    """``--contract REF`` finds the default project's own contract, in the state its record says
+    (the YAML's ``state:`` line is not what decides)."""
+    project = tmp_path / "project"
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))
+    contract = tmp_path / "plain.yaml"
+    contract.write_text("ref: acme/Plain/1.0.0\nschema:\n  nodes:\n"
+                        "    - {name: id, type: STRING, required: true}\n    - {name: email, type: STRING}\n"
+                        "keyField: id\nfieldMetadata:\n  - fieldName: email\n"
+                        "    personalDataConfig: {isPii: true, purposeLevel: 1}\n")
+    registry = ContractRegistry(project)
+    registry.create(contract, "ann")
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "a1", "email": "a@example.com"}\n')
+    argv = ["--input", str(data), "--contract", "acme/Plain/1.0.0", "--output", str(tmp_path / "out")]
+    lines: list[str] = []
+    assert run(argv, echo=lines.append) == 2
+    assert any("is not active (state DRAFT)" in line for line in lines), lines
+    yaml_file = registry.path("acme/Plain/1.0.0")
+    assert yaml_file is not None and yaml_file.is_relative_to(project)
+    for action, user in (("submit", "ann"), ("approve", "bob"), ("activate", "bob")):
+        registry.transition("acme/Plain/1.0.0", action, user)
+    lines.clear()
+    assert run(argv, echo=lines.append) == 0, lines
+    registry.transition("acme/Plain/1.0.0", "deprecate", "bob")
+    registry.transition("acme/Plain/1.0.0", "archive", "bob")
+    lines.clear()
+    assert run([*argv, "--allow_draft_contract"], echo=lines.append) == 2
+    assert any("ARCHIVED" in line for line in lines), lines

@@ -18,9 +18,12 @@ What is run, and how it is marked in README.md:
 So a changed count, message or flag fails this test. Covered (see ``RUNNABLE`` in the output
 of ``pytest -s``): the first run and its summary, the run report, keys export and decrypt, the
 data-subject commands (list, access request, forget with its count, purge, a retention policy),
+a contract's lifecycle (wizard, create, a DRAFT run with the flag, submit, approve by another
+user, activate, a run, deprecate, archive, list, show, the audit log and its verification),
 the real-time flow's set-up commands (streams, credentials, data connector, batch exporter, DDL,
 schema code). Not run: the cloud, database, Dataflow and Flink examples, ``pstream local`` and
-the commands that follow events live, ``contracts`` examples (their files are the reader's own).
+the commands that follow events live, the other ``contracts`` examples (their files are the
+reader's own).
 The notebook's generator cell (tests/notebook_generator_cell.py) runs in its own test.
 """
 from __future__ import annotations
