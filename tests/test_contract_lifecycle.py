@@ -402,3 +402,35 @@ def test_a_batch_run_by_reference_follows_the_projects_lifecycle_record(tmp_path
     lines.clear()
     assert run([*argv, "--allow_draft_contract"], echo=lines.append) == 2
     assert any("ARCHIVED" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------- adversarial review (fixes)
+@pytest.mark.parametrize("reviewer", ["Ann", " ann ", "ＡＮＮ", "ánn", "a.nn", "ANN-"])
+def test_self_approval_is_refused_for_names_that_differ_only_in_case_width_accents_or_punctuation(reviewer):
+    from controlplane.lifecycle import LifecycleError, Record
+
+    record = Record.new(REF, author="ann", content_sha256="0" * 64)
+    record.apply("submit", "ann")
+    with pytest.raises(LifecycleError, match="is the author"):
+        record.apply("approve", reviewer)
+    with pytest.raises(LifecycleError, match="is the author"):
+        record.apply("reject", reviewer, reason="no")
+    assert record.state == "IN_REVIEW"
+    record.apply("approve", "bob")
+    assert record.state == "APPROVED"
+
+
+@pytest.mark.parametrize("name", ["ann\u200b", "ann\u202e", "ann\u2028x", "an\u00adn", "ann\ttab", "\u200b", "...",
+                                  "x" * 101])
+def test_user_names_with_invisible_control_or_separator_characters_are_refused(name, pstream, tmp_path):
+    from controlplane.lifecycle import LifecycleError, current_user
+
+    with pytest.raises(LifecycleError, match="the user name must be"):
+        current_user(name)
+    assert current_user("José Müller") == "José Müller"
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    code, _, err = pstream("contracts", "approve", REF, "--user", name)
+    assert code == 2 and "the user name must be" in err
+    code, _, err = pstream("contracts", "approve", REF, "--user", "Ann")
+    assert code == 2 and "is the author" in err

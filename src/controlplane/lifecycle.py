@@ -19,7 +19,10 @@ keeps the YAML file's ``state:`` in step, so a pipeline that reads the file by p
     DRAFT, APPROVED, DEPRECATED --archive--> ARCHIVED   <---------------------------------------+
 
 ``approve`` and ``reject`` need a reviewer other than the author (no self-approval; a reject
-needs a reason). Only ACTIVE and DEPRECATED contracts accept events (DEPRECATED with a
+needs a reason). "Other" is decided on ``person_key`` of both names (Unicode compatibility forms,
+accents, case, spaces and punctuation aside), so ``Ann``, ``ａｎｎ`` or ``a.nn`` is not a
+reviewer of ann's contract; a user name holds no control, format (zero-width, bidirectional) or
+line-separator characters (``current_user``). A reason is at most ``MAX_REASON_CHARS``. Only ACTIVE and DEPRECATED contracts accept events (DEPRECATED with a
 warning): ``contracts.model.ACCEPTING``. ARCHIVED is final.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import getpass
 import os
 import re
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from contracts.model import ACCEPTING, ACTIVE
@@ -44,7 +48,8 @@ ACTIONS = {
     "archive": ((DRAFT, APPROVED, DEPRECATED), ARCHIVED),
 }
 REVIEW_ACTIONS = ("approve", "reject")
-_USER = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+MAX_USER_CHARS = 100
+MAX_REASON_CHARS = 2000
 _HINTS = {
     ("activate", DRAFT): "submit it for review first (pstream contracts submit)",
     ("activate", IN_REVIEW): "a reviewer approves it first (pstream contracts approve --user REVIEWER)",
@@ -60,9 +65,32 @@ class LifecycleError(ValueError):
 def current_user(given: str | None = None) -> str:
     """The acting user: ``given`` (--user), else $PSTREAM_USER, else the OS user name."""
     user = given or os.environ.get(USER_ENV) or _os_user()
-    if not isinstance(user, str) or not _USER.fullmatch(user.strip() or "x") or not user.strip():
-        raise LifecycleError("the user name must be 1-100 printable characters (--user or $PSTREAM_USER)")
-    return user.strip()
+    user = user.strip() if isinstance(user, str) else ""
+    if not user or len(user) > MAX_USER_CHARS or not _printable(user) or not person_key(user):
+        raise LifecycleError(f"the user name must be 1-{MAX_USER_CHARS} printable characters, with a letter or "
+                             "digit, and no control, zero-width, bidirectional or line-separator characters "
+                             "(--user or $PSTREAM_USER)")
+    return user
+
+
+def _printable(text: str) -> bool:
+    """No control (Cc), format (Cf: zero-width, bidi), separator (Zl, Zp), unassigned or private
+    characters, and no space but ' '."""
+    return all(ch == " " or unicodedata.category(ch)[0] != "Z" and unicodedata.category(ch) not in
+               ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+
+
+def person_key(user: str) -> str:
+    """What two user names must differ in to be two people: their letters and digits, in Unicode
+    compatibility form, without accents, case-folded (``'Ann'``, ``'ａｎｎ'``, ``'a.nn'``, ``'ánn'``
+    -> ``'ann'``). Look-alike letters of other scripts (Cyrillic 'а') are not folded."""
+    decomposed = unicodedata.normalize("NFKD", user).casefold()
+    return "".join(ch for ch in unicodedata.normalize("NFKD", decomposed)
+                   if unicodedata.category(ch)[0] in ("L", "N"))
+
+
+def same_person(a: str, b: str) -> bool:
+    return person_key(a) == person_key(b)
 
 
 def _os_user() -> str:
@@ -122,11 +150,13 @@ class Record:
         """Make the transition (state and history); the history entry it added. LifecycleError when
         the state does not allow it, a reviewer is the author, or a reject has no reason."""
         target = next_state(self.state, action)
-        if action in REVIEW_ACTIONS and user == self.author:
+        if action in REVIEW_ACTIONS and same_person(user, self.author):
             raise LifecycleError(f"{user} is the author of {self.ref} and cannot {action} it: a reviewer "
                                  "other than the author decides (--user REVIEWER or $PSTREAM_USER)")
         if action == "reject" and not (reason or "").strip():
             raise LifecycleError("reject needs --reason TEXT: the author needs to know what to change")
+        if reason is not None and len(reason) > MAX_REASON_CHARS:
+            raise LifecycleError(f"--reason is {len(reason):,} characters: at most {MAX_REASON_CHARS:,}")
         entry = {"action": action, "from": self.state, "to": target, "user": user, "at": _ms(now)}
         if reason:
             entry["reason"] = reason.strip()
