@@ -434,3 +434,55 @@ def test_user_names_with_invisible_control_or_separator_characters_are_refused(n
     assert code == 2 and "the user name must be" in err
     code, _, err = pstream("contracts", "approve", REF, "--user", "Ann")
     assert code == 2 and "is the author" in err
+
+
+def test_audit_entries_with_line_separators_or_bad_bytes_are_reported_not_misread(pstream, tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("contract", "reject", user="bob", target=REF, reason="see\u2028line\u2029two\x85three")
+    log.append("contract", "submit", user="ann", target=REF)
+    assert log.verify() == [] and len(log.entries()) == 2
+    assert log.entries()[0]["reason"] == "see\u2028line\u2029two\x85three"
+    with open(log.path, "ab") as handle:
+        handle.write(b'{"seq": 3, "user": "\xff"}\n')                          # not UTF-8: a problem, no traceback
+    code, _, err = pstream("audit", "verify", "--log", str(log.path), project_dir=False)
+    assert code == 1 and "line 3" in err and "Traceback" not in err
+
+
+def test_an_audit_log_without_its_head_file_is_not_appended_to(tmp_path):
+    from controlplane.audit import AuditError
+
+    log = write_log(tmp_path / "audit.jsonl", 3)
+    lines = log.path.read_text().splitlines(keepends=True)
+    log.path.write_text("".join(lines[:2]))                                  # cut the last entry off ...
+    log.head_path.unlink()                                                   # ... and the head that knew it
+    assert any("is missing" in problem for problem in log.verify())
+    with pytest.raises(AuditError, match="is missing but .* has entries"):
+        log.append("contract", "submit", user="ann")
+    assert any("is missing" in problem for problem in log.verify())          # not written anew: still found
+
+
+def test_an_append_stopped_before_its_head_was_written_is_completed_by_the_next(tmp_path):
+    log = write_log(tmp_path / "audit.jsonl", 2)
+    head_before = log.head_path.read_bytes()
+    log.append("contract", "approve", user="bob", target=REF)
+    log.head_path.write_bytes(head_before)                                   # the crash: line written, head not
+    problems = log.verify()
+    assert len(problems) == 1 and "an append was interrupted" in problems[0]
+    log.check()
+    log.append("contract", "activate", user="bob", target=REF)
+    assert log.verify() == [] and [e["seq"] for e in log.entries()] == [1, 2, 3, 4]
+
+
+def test_an_entry_too_long_to_read_back_is_refused(tmp_path):
+    from controlplane.audit import AuditError
+    from controlplane.lifecycle import LifecycleError, Record
+
+    log = write_log(tmp_path / "audit.jsonl", 1)
+    with pytest.raises(AuditError, match="too long"):
+        log.append("contract", "reject", user="bob", reason="x" * (2 << 20))
+    log.append("contract", "submit", user="ann")
+    assert log.verify() == []
+    record = Record.new(REF, author="ann", content_sha256="0" * 64)
+    record.apply("submit", "ann")
+    with pytest.raises(LifecycleError, match="at most"):
+        record.apply("reject", "bob", reason="x" * 5000)
