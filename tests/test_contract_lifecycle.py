@@ -436,6 +436,50 @@ def test_user_names_with_invisible_control_or_separator_characters_are_refused(n
     assert code == 2 and "is the author" in err
 
 
+def test_a_hand_edited_state_line_or_a_copy_activates_nothing_for_a_batch_run(tmp_path, monkeypatch):
+    """``--contract FILE`` of a project's contract (or a copy of it elsewhere) gets the lifecycle
+    record's state, not the ``state:`` line; a project contract whose file is gone is not stood in
+    for by a CONTRACTS_PATH copy."""
+    from contracts import ContractError
+    from pipelines.config import _load_contract
+
+    project = tmp_path / "project"
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))
+    registry = ContractRegistry(project)
+    registry.create(contract_file(tmp_path), "ann")
+    stored = registry.path(REF)
+    stored.write_text(stored.read_text().replace("state: DRAFT", "state: ACTIVE"))      # past the review, by hand
+    copy = tmp_path / "elsewhere" / "shop.yaml"
+    copy.parent.mkdir()
+    copy.write_text(stored.read_text())
+    assert _load_contract(str(stored)).state == "DRAFT"
+    assert _load_contract(str(copy)).state == "DRAFT"
+    link = tmp_path / "link.yaml"
+    link.symlink_to(stored)
+    assert _load_contract(str(link)).state == "DRAFT"
+    other = ContractRegistry(tmp_path / "other-project")                      # another project's file, by path
+    other.create(contract_file(tmp_path, "acme/Other/1.0.0"), "ann")
+    other_file = other.path("acme/Other/1.0.0")
+    other_file.write_text(other_file.read_text().replace("state: DRAFT", "state: ACTIVE"))
+    assert _load_contract(str(other_file)).state == "DRAFT"
+    copy.write_text(copy.read_text().replace("purposeLevel: 1", "purposeLevel: 0"))
+    with pytest.raises(ContractError, match="with other content"):
+        _load_contract(str(copy))
+    lines: list[str] = []
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({k: v for k, v in simulator_event(1).items() if k != "strmMeta"}) + "\n")
+    assert run(["--input", str(data), "--contract", str(stored), "--output", str(tmp_path / "out")],
+               echo=lines.append) == 2
+    assert any("is not active (state DRAFT)" in line for line in lines), lines
+    shadow = tmp_path / "shadow" / "acme" / "Sim"                              # a second copy, ACTIVE
+    shadow.mkdir(parents=True)
+    (shadow / "1.0.0.yaml").write_text(stored.read_text())
+    monkeypatch.setenv("CONTRACTS_PATH", str(tmp_path / "shadow"))
+    stored.rename(tmp_path / "moved.yaml")
+    with pytest.raises(ContractError, match="the project manages acme/Sim/1.0.0 .* but its file .* is missing"):
+        _load_contract(REF)
+
+
 def test_audit_entries_with_line_separators_or_bad_bytes_are_reported_not_misread(pstream, tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl")
     log.append("contract", "reject", user="bob", target=REF, reason="see\u2028line\u2029two\x85three")

@@ -187,15 +187,56 @@ class ContractRegistry:
         file changed after ``create``). ContractError or OSError when it cannot be used."""
         contract, signature = load_contract_file(path, ref, max_bytes)
         if Path(path).parent.parent.parent != self.contracts_dir:
+            if self.record_path(ref).exists():   # the project's file is gone: no other copy stands in for it
+                raise ContractError(f"the project manages {ref} (its lifecycle record {self.record_path(ref)}) but "
+                                    f"its file {contract_file(self.contracts_dir, ref)} is missing: put it back "
+                                    f"rather than use the copy in {path}")
             return contract, signature
+        try:   # stat before reading: a record replaced in between gives a signature that is already old
+            record_signature = file_signature(os.stat(self.record_path(ref)))
+        except FileNotFoundError:
+            record_signature = None
         record = self.record(ref)
         if record is None:
             return contract, signature
         if content_sha256(contract) != record.content_sha256:
             raise ContractError(f"{path} was edited after `pstream contracts create` (its content is not what was "
                                 "created and reviewed): put the original back, or create a new version")
-        signature += file_signature(os.stat(self.record_path(ref)))
-        return replace(contract, state=record.state), signature
+        return replace(contract, state=record.state), signature + (record_signature or ())
+
+    def read_file(self, file: str | Path):
+        """The contract of a file named by path (``pipelines.run --contract FILE``) in its lifecycle
+        state; ContractError when it cannot be used.
+
+        A project's contract file (a lifecycle record beside it, in any project) is read as that
+        project's registry reads it: the record's state, refused if edited after ``create``. A file
+        declaring a reference this project manages (a copy of one of its contracts) must have the
+        content that was created and gets the record's state. Any other file is as it says."""
+        from contracts.loader import read_contract_file
+
+        path = Path(file).resolve()
+        if path.suffix == ".yaml" and path.with_name(path.stem + RECORD_SUFFIX).is_file() and len(path.parents) > 3:
+            ref = f"{path.parents[1].name}/{path.parent.name}/{path.stem}"
+            owner = ContractRegistry(path.parents[3], contracts_path=False)
+            try:
+                check_ref(ref)
+                return owner.read_at(path, ref)[0]
+            except (ContractError, LifecycleError) as exc:
+                raise ContractError(f"{path}: {exc}") from None
+            except OSError as exc:
+                raise ContractError(f"{path}: cannot be read: {exc.strerror}") from None
+        contract = read_contract_file(file)
+        try:
+            record = self.record(contract.ref)
+        except LifecycleError as exc:
+            raise ContractError(str(exc)) from None
+        if record is None:
+            return contract
+        if content_sha256(contract) != record.content_sha256:
+            raise ContractError(f"{file} declares {contract.ref}, a contract of the project "
+                                f"({contract_file(self.contracts_dir, contract.ref)}) with other content: use the "
+                                "project's (by reference) or give this one a new version")
+        return replace(contract, state=record.state)
 
     def get(self, ref: str):
         """The contract of ``ref``; ContractError when it is malformed, unknown, too large or invalid."""
