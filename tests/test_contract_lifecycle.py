@@ -530,3 +530,29 @@ def test_an_entry_too_long_to_read_back_is_refused(tmp_path):
     record.apply("submit", "ann")
     with pytest.raises(LifecycleError, match="at most"):
         record.apply("reject", "bob", reason="x" * 5000)
+
+
+def test_a_lifecycle_record_edited_by_hand_is_refused_not_obeyed(pstream, tmp_path):
+    import asyncio
+
+    from gateway.registry import ContractCache, Refused
+
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    record_file = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json"
+    original = json.loads(record_file.read_text())
+    registry = ContractRegistry(pstream.project, contracts_path=False)
+    skipped = dict(original, state="ACTIVE")                                          # the state alone
+    by_author = dict(original, state="APPROVED", history=[*original["history"], {     # a self-approval
+        "action": "approve", "from": "IN_REVIEW", "to": "APPROVED", "user": "ANN", "at": 1}])
+    for edited, why in ((skipped, "leads to IN_REVIEW, not to its state ACTIVE"), (by_author, "is by the author")):
+        record_file.write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match=why):
+            registry.get(REF)
+        cache = ContractCache(registry, build=lambda contract: contract)
+        with pytest.raises(Refused) as info:
+            asyncio.run(cache.resolve(REF.encode()))
+        assert (info.value.status, info.value.message) == (400, f"Schema '{REF}' could not be loaded")
+        cache.close()
+    record_file.write_text(json.dumps(original))
+    assert registry.get(REF).state == "IN_REVIEW"

@@ -196,7 +196,10 @@ class ContractRegistry:
             record_signature = file_signature(os.stat(self.record_path(ref)))
         except FileNotFoundError:
             record_signature = None
-        record = self.record(ref)
+        try:
+            record = self.record(ref)
+        except LifecycleError as exc:
+            raise ContractError(str(exc)) from None
         if record is None:
             return contract, signature
         if content_sha256(contract) != record.content_sha256:

@@ -10,7 +10,10 @@
 A contract created with ``pstream contracts create`` has a record next to its file
 (``<project>/contracts/<handle>/<name>/<version>.lifecycle.json``, written atomically, 0600):
 its state, its author, the hash of its content at creation and every transition (action, from,
-to, user, time, reason). The record is the authority on the state; ``controlplane.contracts``
+to, user, time, reason). A record is used only when its history leads, by allowed transitions
+and reviewers other than the author, from the author's ``create`` to its state
+(``Record.history_problem``): a ``state`` edited by hand is refused, not obeyed. The record is
+the authority on the state; ``controlplane.contracts``
 keeps the YAML file's ``state:`` in step, so a pipeline that reads the file by path sees it too.
 
     DRAFT --submit--> IN_REVIEW --approve--> APPROVED --activate--> ACTIVE --deprecate--> DEPRECATED
@@ -141,7 +144,31 @@ class Record:
             raise LifecycleError(f"{source}: not a lifecycle record ({exc})") from None
         if record.state not in (*ACCEPTING, DRAFT, IN_REVIEW, APPROVED, ARCHIVED):
             raise LifecycleError(f"{source}: unknown state '{record.state}'")
+        problem = record.history_problem()
+        if problem:
+            raise LifecycleError(f"{source}: {problem} (edited by hand?): the record is not used")
         return record
+
+    def history_problem(self) -> str | None:
+        """Why the history does not lead, by allowed transitions and reviewers other than the author,
+        from a ``create`` by the author to the state; None when it does."""
+        history = self.history if isinstance(self.history, list) else []
+        if not history or not isinstance(history[0], dict) or history[0].get("action") != "create" \
+                or history[0].get("to") != DRAFT or history[0].get("user") != self.author:
+            return "its history does not start with its author's create"
+        state = DRAFT
+        for number, entry in enumerate(history[1:], start=2):
+            action = entry.get("action") if isinstance(entry, dict) else None
+            if action not in ACTIONS or entry.get("from") != state or state not in ACTIONS[action][0] \
+                    or entry.get("to") != ACTIONS[action][1]:
+                return f"its history's step {number} is not an allowed transition from {state}"
+            if action in REVIEW_ACTIONS and (not isinstance(entry.get("user"), str)
+                                             or same_person(entry["user"], self.author)):
+                return f"its history's step {number} ({action}) is by the author"
+            state = entry["to"]
+        if state != self.state:
+            return f"its history leads to {state}, not to its state {self.state}"
+        return None
 
     def to_file(self) -> dict:
         return asdict(self)
