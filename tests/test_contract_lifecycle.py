@@ -457,6 +457,13 @@ def test_a_hand_edited_state_line_or_a_copy_activates_nothing_for_a_batch_run(tm
     link = tmp_path / "link.yaml"
     link.symlink_to(stored)
     assert _load_contract(str(link)).state == "DRAFT"
+    pair = tmp_path / "pair"                                                  # the file and its record, copied
+    pair.mkdir()
+    (pair / "1.0.0.yaml").write_text(stored.read_text())
+    (pair / "1.0.0.lifecycle.json").write_text(stored.with_name("1.0.0.lifecycle.json").read_text())
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(tmp_path / "empty-project"))
+    assert _load_contract(str(pair / "1.0.0.yaml")).state == "DRAFT"
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))
     other = ContractRegistry(tmp_path / "other-project")                      # another project's file, by path
     other.create(contract_file(tmp_path, "acme/Other/1.0.0"), "ann")
     other_file = other.path("acme/Other/1.0.0")

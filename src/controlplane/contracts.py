@@ -211,34 +211,25 @@ class ContractRegistry:
         """The contract of a file named by path (``pipelines.run --contract FILE``) in its lifecycle
         state; ContractError when it cannot be used.
 
-        A project's contract file (a lifecycle record beside it, in any project) is read as that
-        project's registry reads it: the record's state, refused if edited after ``create``. A file
-        declaring a reference this project manages (a copy of one of its contracts) must have the
-        content that was created and gets the record's state. Any other file is as it says."""
+        The lifecycle record beside the file (a project's contract file, named by path or through a
+        symlink), else this project's record of the reference the file declares (a copy of one of
+        its contracts), decides the state, and the file must have the content that was created.
+        A file with neither is as it says."""
         from contracts.loader import read_contract_file
 
-        path = Path(file).resolve()
-        if path.suffix == ".yaml" and path.with_name(path.stem + RECORD_SUFFIX).is_file() and len(path.parents) > 3:
-            ref = f"{path.parents[1].name}/{path.parent.name}/{path.stem}"
-            owner = ContractRegistry(path.parents[3], contracts_path=False)
-            try:
-                check_ref(ref)
-                return owner.read_at(path, ref)[0]
-            except (ContractError, LifecycleError) as exc:
-                raise ContractError(f"{path}: {exc}") from None
-            except OSError as exc:
-                raise ContractError(f"{path}: cannot be read: {exc.strerror}") from None
         contract = read_contract_file(file)
+        path = Path(file).resolve()
+        beside = path.with_name(path.stem + RECORD_SUFFIX)
         try:
-            record = self.record(contract.ref)
+            record = read_record(beside) if path.suffix == ".yaml" and beside.is_file() else self.record(contract.ref)
         except LifecycleError as exc:
             raise ContractError(str(exc)) from None
         if record is None:
             return contract
-        if content_sha256(contract) != record.content_sha256:
-            raise ContractError(f"{file} declares {contract.ref}, a contract of the project "
-                                f"({contract_file(self.contracts_dir, contract.ref)}) with other content: use the "
-                                "project's (by reference) or give this one a new version")
+        if record.ref != contract.ref or content_sha256(contract) != record.content_sha256:
+            raise ContractError(f"{file} declares {contract.ref}, but its lifecycle record is of {record.ref} with "
+                                "other content (edited after `pstream contracts create`, or a changed copy): use "
+                                "the project's (by reference), put the original back, or create a new version")
         return replace(contract, state=record.state)
 
     def get(self, ref: str):
@@ -279,16 +270,7 @@ class ContractRegistry:
 
     def record(self, ref: str) -> Record | None:
         """The lifecycle record of a project contract, or None (shipped, or put there by hand)."""
-        path = self.record_path(ref)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise LifecycleError(f"{path}: not a lifecycle record (invalid JSON)") from None
-        return Record.from_file(data, str(path))
+        return read_record(self.record_path(ref))
 
     def create(self, file: str | Path, user: str, now: float | None = None, before_write=None):
         """Store the contract of ``file`` as a DRAFT of the project: (Contract, CompatibilityReport
@@ -364,6 +346,23 @@ class ContractRegistry:
         text = path.read_text(encoding="utf-8")
         replace_private(path, with_state(text, record.state, contract).encode("utf-8"))
         return record, entry, contract
+
+
+def read_record(path: Path) -> Record | None:
+    """The lifecycle record in ``path``, None when there is none; LifecycleError when it is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LifecycleError(f"{path}: the lifecycle record cannot be read ({type(exc).__name__})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise LifecycleError(f"{path}: not a lifecycle record (invalid JSON)") from None
+    if not isinstance(data, dict):
+        raise LifecycleError(f"{path}: not a lifecycle record")
+    return Record.from_file(data, str(path))
 
 
 class VersionError(ContractError):

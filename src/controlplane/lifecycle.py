@@ -153,7 +153,7 @@ class Record:
         """Why the history does not lead, by allowed transitions and reviewers other than the author,
         from a ``create`` by the author to the state; None when it does."""
         history = self.history if isinstance(self.history, list) else []
-        if not history or not isinstance(history[0], dict) or history[0].get("action") != "create" \
+        if not isinstance(self.author, str) or not history or not isinstance(history[0], dict) or history[0].get("action") != "create" \
                 or history[0].get("to") != DRAFT or history[0].get("user") != self.author:
             return "its history does not start with its author's create"
         state = DRAFT
