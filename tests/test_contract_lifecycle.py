@@ -563,3 +563,36 @@ def test_a_lifecycle_record_edited_by_hand_is_refused_not_obeyed(pstream, tmp_pa
         cache.close()
     record_file.write_text(json.dumps(original))
     assert registry.get(REF).state == "IN_REVIEW"
+
+
+def test_two_reviewers_at_the_same_moment_do_not_both_decide(tmp_path):
+    """An approve and a reject at once: one of them happens, the other is refused by the state the
+    first left (they both passed the state check and both wrote, the audit log claiming both)."""
+    import threading
+
+    from controlplane.lifecycle import LifecycleError
+
+    registry = ContractRegistry(tmp_path / "project")
+    registry.create(contract_file(tmp_path), "ann")
+    registry.transition(REF, "submit", "ann")
+    logged, refused = [], []
+
+    def decide(action, user):
+        def slow_audit(record, entry, contract):   # the audit log's append, taking its time
+            logged.append(action)
+            time.sleep(0.3)
+        try:
+            ContractRegistry(tmp_path / "project").transition(REF, action, user, reason="no", before_write=slow_audit)
+        except LifecycleError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=decide, args=("approve", "bob")),
+               threading.Thread(target=decide, args=("reject", "carol"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(logged) == 1 and len(refused) == 1 and "cannot" in refused[0], (logged, refused)
+    record = registry.record(REF)
+    assert [e["action"] for e in record.history] == ["create", "submit", logged[0]]
+    assert registry.get(REF).state == {"approve": "APPROVED", "reject": "DRAFT"}[logged[0]]

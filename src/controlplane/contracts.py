@@ -28,9 +28,11 @@ refuses a reference that exists and a version number too small for its changes a
 latest earlier version (``contracts.compat``, the report names each change), and stores it as
 DRAFT with a lifecycle record ``<version>.lifecycle.json`` next to it (both written atomically,
 0600). ``transition`` checks the action against the state and the people (no self-approval),
-writes the record, then the YAML's ``state:`` line. For a contract with a record, the record's
-state is the contract's state, and a file whose content changed after ``create`` is refused
-(``edited after pstream contracts create``): an approved contract is the one that was reviewed.
+writes the record, then the YAML's ``state:`` line; creates and transitions of one handle/name hold
+an exclusive lock on its directory, so two reviewers at the same moment do not both decide. For
+a contract with a record, the record's state is the contract's state, and a file whose content
+changed after ``create`` is refused (``edited after pstream contracts create``): an approved
+contract is the one that was reviewed.
 A project contract without a record (a file put there by hand) keeps the state its file says.
 
 Nothing is cached: ``get`` reads the file each time, so a contract added to the project is
@@ -43,6 +45,7 @@ import json
 import os
 import re
 import stat
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -279,11 +282,18 @@ class ContractRegistry:
         ContractError for an invalid file, a reference that exists, or a version number too small
         for its changes (``contracts.compat.VersionError``, with the report). ``before_write(contract,
         report)`` runs after every check and before any file is written (the audit log's entry)."""
-        from contracts.compat import check_version_bump, latest_earlier
-
         contract = read_contract_file(file)
         check_ref(contract.ref)
         existing = self.path(contract.ref)
+        if existing is not None:
+            raise ContractError(f"contract {contract.ref} exists ({existing}); a change needs a new version")
+        with self._lock(contract.ref, make=True):
+            return self._create(file, contract, user, now, before_write)
+
+    def _create(self, file, contract, user, now, before_write):
+        from contracts.compat import check_version_bump, latest_earlier
+
+        existing = self.path(contract.ref)   # again, under the lock: a create at the same moment
         if existing is not None:
             raise ContractError(f"contract {contract.ref} exists ({existing}); a change needs a new version")
         previous = latest_earlier(self.versions(contract.handle, contract.name), contract)
@@ -331,21 +341,40 @@ class ContractRegistry:
         if path.parent.parent.parent != self.contracts_dir:
             raise LifecycleError(f"contract {ref} is a {self.where(ref)} contract ({path}): it is ACTIVE and "
                                  "read-only here; create a new version in the project (pstream contracts create)")
-        record = self.record(ref)
-        if record is None:
-            raise LifecycleError(f"contract {ref} ({path}) has no lifecycle record: it was not created with "
-                                 "`pstream contracts create`; create it (as a new version) that way to manage it")
-        contract = self.get(ref)
-        entry = record.apply(action, user, reason, now)
-        contract = replace(contract, state=record.state)
-        if before_write is not None:
-            before_write(record, entry, contract)
-        from privacy.private_files import replace_private
+        with self._lock(ref):   # read, check and write as one: two reviewers at once do not both decide
+            record = self.record(ref)
+            if record is None:
+                raise LifecycleError(f"contract {ref} ({path}) has no lifecycle record: it was not created with "
+                                     "`pstream contracts create`; create it (as a new version) that way to manage it")
+            contract = self.get(ref)
+            entry = record.apply(action, user, reason, now)
+            contract = replace(contract, state=record.state)
+            if before_write is not None:
+                before_write(record, entry, contract)
+            from privacy.private_files import replace_private
 
-        replace_private(self.record_path(ref), _record_bytes(record))
-        text = path.read_text(encoding="utf-8")
-        replace_private(path, with_state(text, record.state, contract).encode("utf-8"))
-        return record, entry, contract
+            replace_private(self.record_path(ref), _record_bytes(record))
+            text = path.read_text(encoding="utf-8")
+            replace_private(path, with_state(text, record.state, contract).encode("utf-8"))
+            return record, entry, contract
+
+    @contextmanager
+    def _lock(self, ref: str, make: bool = False):
+        """An exclusive ``flock`` on the project directory of ``ref``'s handle/name (files in it are
+        replaced by renames, the directory stays): creates and transitions of one contract, one at a time."""
+        import fcntl
+
+        directory = contract_file(self.contracts_dir, ref).parent
+        if make:
+            from privacy.private_files import private_dirs
+
+            private_dirs(directory)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def read_record(path: Path) -> Record | None:
