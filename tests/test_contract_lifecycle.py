@@ -596,3 +596,19 @@ def test_two_reviewers_at_the_same_moment_do_not_both_decide(tmp_path):
     record = registry.record(REF)
     assert [e["action"] for e in record.history] == ["create", "submit", logged[0]]
     assert registry.get(REF).state == {"approve": "APPROVED", "reject": "DRAFT"}[logged[0]]
+
+
+def test_a_project_audit_log_deleted_with_its_head_is_found_through_the_records(pstream, tmp_path):
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    assert pstream("audit", "verify")[0] == 0
+    log = AuditLog(pstream.project / "audit.jsonl")
+    kept = log.path.read_text().splitlines(keepends=True)
+    log.path.unlink()
+    log.head_path.unlink()                                     # the whole log and its head: the chain cannot tell
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and f"{REF}: its lifecycle record has 2 transition(s) the audit log lacks" in err, err
+    log.path.write_text(kept[0])                               # rewritten without the submit, with a matching head
+    log.head_path.write_text(json.dumps({"seq": 1, "hash": json.loads(kept[0])["hash"]}) + "\n")
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and "1 transition(s) the audit log lacks (the first: submit by ann)" in err, err
