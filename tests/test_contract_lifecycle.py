@@ -612,3 +612,24 @@ def test_a_project_audit_log_deleted_with_its_head_is_found_through_the_records(
     log.head_path.write_text(json.dumps({"seq": 1, "hash": json.loads(kept[0])["hash"]}) + "\n")
     code, _, err = pstream("audit", "verify")
     assert code == 1 and "1 transition(s) the audit log lacks (the first: submit by ann)" in err, err
+
+
+def test_names_and_reasons_cannot_drive_the_terminal(pstream, tmp_path):
+    """A reason with ESC or a bidi override is refused; a record or log entry written by hand with
+    them is shown escaped by `contracts show`, `contracts list` and `audit list`."""
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    for reason in ("fine\x1b[2K\rapproved by alice", "ok\u202egnp.exe"):
+        code, _, err = pstream("contracts", "reject", REF, "--user", "bob", "--reason", reason)
+        assert code == 2 and "--reason holds control" in err
+    assert pstream("contracts", "reject", REF, "--user", "bob", "--reason", "two\nlines")[0] == 0
+    record_file = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json"
+    record = json.loads(record_file.read_text())
+    record["author"] = record["history"][0]["user"] = "ann\x1b[31m"
+    record_file.write_text(json.dumps(record))
+    log = AuditLog(pstream.project / "audit.jsonl")
+    log.append("contract", "approve", user="eve\x1b]0;pwned\x07", target=REF)
+    for command in (("contracts", "show", REF), ("contracts", "list"), ("audit", "list")):
+        code, out, err = pstream(*command)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out, (command, out)
+    assert "ann\\x1b[31m" in pstream("contracts", "show", REF)[1]

@@ -73,6 +73,8 @@ def _since_ms(text: str) -> int:
 def _list(args) -> int:
     import json
 
+    from controlplane.lifecycle import shown
+
     try:
         since = _since_ms(args.since) if args.since else None
     except ValueError as exc:
@@ -87,8 +89,9 @@ def _list(args) -> int:
         counts = " ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
         details = entry.get("details") or {}
         change = f"{details['from'] or '-'}->{details['to']}" if "from" in details and "to" in details else ""
-        parts = [str(entry.get("seq")), entry.get("at", ""), entry.get("kind", ""), entry.get("action", ""),
-                 entry.get("user", ""), entry.get("target") or "-", change or "-", counts or "-"]
+        parts = [shown(v) for v in (entry.get("seq"), entry.get("at", ""), entry.get("kind", ""),
+                                    entry.get("action", ""), entry.get("user", ""), entry.get("target") or "-",
+                                    change or "-", counts or "-")]
         reason = entry.get("reason")
         print("\t".join(parts) + (f"\treason: {json.dumps(reason, ensure_ascii=False)}" if reason else ""))
     print(f"{len(entries)} entries of {log.path}", file=sys.stderr)

@@ -83,6 +83,14 @@ def _printable(text: str) -> bool:
                ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
 
 
+def shown(text) -> str:
+    """``text`` for a terminal: control and format characters (ESC, bidi overrides, zero-width)
+    written as escapes, so a name or reason in a record or a log cannot move the cursor or hide text."""
+    text = str(text)
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def person_key(user: str) -> str:
     """What two user names must differ in to be two people: their letters and digits, in Unicode
     compatibility form, without accents, case-folded (``'Ann'``, ``'ａｎｎ'``, ``'a.nn'``, ``'ánn'``
@@ -184,6 +192,8 @@ class Record:
             raise LifecycleError("reject needs --reason TEXT: the author needs to know what to change")
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise LifecycleError(f"--reason is {len(reason):,} characters: at most {MAX_REASON_CHARS:,}")
+        if reason is not None and not _printable(reason.replace("\n", " ")):
+            raise LifecycleError("--reason holds control, zero-width or bidirectional characters: plain text, please")
         entry = {"action": action, "from": self.state, "to": target, "user": user, "at": _ms(now)}
         if reason:
             entry["reason"] = reason.strip()
