@@ -633,3 +633,36 @@ def test_names_and_reasons_cannot_drive_the_terminal(pstream, tmp_path):
         code, out, err = pstream(*command)
         assert code == 0 and "\x1b" not in out and "\x07" not in out, (command, out)
     assert "ann\\x1b[31m" in pstream("contracts", "show", REF)[1]
+
+
+def test_events_of_a_project_contract_can_be_decrypted_and_exported_for_their_subject(pstream, tmp_path, monkeypatch):
+    """decrypt and subjects export find a project's own contract by reference (they looked only at
+    CONTRACTS_PATH and the shipped ones: decrypt crashed, the access report left the records out as
+    undecryptable)."""
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(pstream.project))
+    contract = tmp_path / "plain.yaml"
+    contract.write_text("ref: acme/Plain/1.0.0\nschema:\n  nodes:\n"
+                        "    - {name: id, type: STRING, required: true}\n    - {name: email, type: STRING}\n"
+                        "keyField: id\ndataSubjectField: id\nfieldMetadata:\n  - fieldName: email\n"
+                        "    personalDataConfig: {isPii: true, purposeLevel: 1}\n")
+    registry = ContractRegistry(pstream.project)
+    registry.create(contract, "ann")
+    for action, user in (("submit", "ann"), ("approve", "bob"), ("activate", "bob")):
+        registry.transition("acme/Plain/1.0.0", action, user)
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "a1", "email": "a@example.com"}\n{"id": "a2", "email": "b@example.com"}\n')
+    out = tmp_path / "out"
+    lines: list[str] = []
+    assert run(["--input", str(data), "--contract", "acme/Plain/1.0.0", "--output", str(out)], echo=lines.append) == 0
+    keys = tmp_path / "keys.csv"
+    assert pstream("keys", "export", str(out / "keys"), "--kek", f"local://{out / 'kek.json'}", "-o", str(keys),
+                   project_dir=False)[0] == 0
+    code, stdout, err = pstream("decrypt", str(out / "encrypted"), "--keys", str(keys), project_dir=False)
+    assert code == 0 and "a@example.com" in stdout and "decrypted 2 events" in err, err
+    report = tmp_path / "access.json"
+    code, _, err = pstream("subjects", "export", "a1", "--output", str(out), "-o", str(report), "--user", "ann",
+                           project_dir=False)
+    assert code == 0, err
+    access = json.loads(report.read_text())
+    assert (access["recordCount"], access["undecryptable"]) == (1, 0)
+    assert access["records"][0]["email"] == "a@example.com"

@@ -377,6 +377,22 @@ class ContractRegistry:
             os.close(fd)
 
 
+def load_for_reading(ref_or_path: str):
+    """The contract to read data already written with it, whatever its state (``decrypt``,
+    ``subjects export|forget``): a YAML file path, or a reference as the default project's
+    registry resolves it (its own contracts, then ``$CONTRACTS_PATH``, then the shipped ones).
+    ContractError when it cannot be found or used."""
+    from contracts.loader import is_contract_path, load_contract
+    from controlplane.project import default_project_dir
+
+    if isinstance(ref_or_path, str) and is_contract_path(ref_or_path):
+        return load_contract(ref_or_path)
+    try:
+        return ContractRegistry(default_project_dir()).get(ref_or_path)
+    except LifecycleError as exc:
+        raise ContractError(str(exc)) from None
+
+
 def read_record(path: Path) -> Record | None:
     """The lifecycle record in ``path``, None when there is none; LifecycleError when it is not one."""
     try:
