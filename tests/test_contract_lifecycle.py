@@ -612,6 +612,12 @@ def test_a_project_audit_log_deleted_with_its_head_is_found_through_the_records(
     log.head_path.write_text(json.dumps({"seq": 1, "hash": json.loads(kept[0])["hash"]}) + "\n")
     code, _, err = pstream("audit", "verify")
     assert code == 1 and "1 transition(s) the audit log lacks (the first: submit by ann)" in err, err
+    log.path.write_text("".join(kept))
+    log.head_path.write_text(json.dumps({"seq": 2, "hash": json.loads(kept[1])["hash"]}) + "\n")
+    assert pstream("audit", "verify")[0] == 0
+    (pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json").unlink()   # the file's state decides now
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and f"{REF}: the audit log has its create, but its lifecycle record" in err, err
 
 
 def test_names_and_reasons_cannot_drive_the_terminal(pstream, tmp_path):

@@ -144,4 +144,15 @@ def _unlogged_transitions(args, log) -> list[str]:
             problems.append(f"{ref}: its lifecycle record has {len(missing)} transition(s) the audit log lacks (the "
                             f"first: {first.get('action')} by {first.get('user')}): the log was deleted or "
                             "rewritten, or the record written by hand")
+    created = sorted({e.get("target") for e in log.entries(kind="contract") if e.get("action") == "create"}
+                     - {None})
+    for ref in created:
+        try:
+            yaml_file, record_file = registry.path(ref), registry.record_path(ref)
+        except ValueError:   # not a reference: the entry is the log's problem, named above if edited
+            continue
+        if yaml_file is not None and yaml_file.parent.parent.parent == registry.contracts_dir \
+                and not record_file.exists():
+            problems.append(f"{ref}: the audit log has its create, but its lifecycle record {record_file} is gone: "
+                            "without it the file's state: line decides; put the record back")
     return problems
