@@ -110,3 +110,13 @@ def test_a_git_dir_in_the_environment_does_not_answer_for_the_tree(tmp_path, mon
     assert problem and f"working tree {repo} " in problem
     (tmp_path / "plain").mkdir()
     assert refuse_plaintext_path(str(tmp_path / "plain" / "keys.csv"), "plaintext keys", False) is None
+
+
+def test_a_directory_as_the_output_is_a_clear_refusal_not_a_traceback(subjects_run, tmp_path):
+    keys, kek = str(subjects_run / "out" / "keys"), f"local://{subjects_run / 'out' / 'kek.json'}"
+    for command in (("keys", "export", keys, "--kek", kek, "-o", str(tmp_path)),
+                    ("keys", "export", keys, "--kek", kek, "-o", str(tmp_path), "--force"),
+                    ("subjects", "export", "123456", "--output", str(subjects_run / "out"), "-o", str(tmp_path))):
+        proc = _pstream(tmp_path, *command)
+        assert proc.returncode == 2 and f"{tmp_path} is a directory" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -15,7 +15,8 @@ checked the same way (Linux: the file behind descriptor 1). Outside any working 
 checked. Without a usable ``git`` a path under a directory holding ``.git`` is refused (fail
 closed: whether it is ignored cannot be known).
 
-The path is checked where it leads (symbolic links resolved: a link outside the repository to a
+A directory is refused (with or without ``--force``: a file name is needed). The path is
+checked where it leads (symbolic links resolved: a link outside the repository to a
 file in it is refused), and ``git`` runs without the caller's ``GIT_*`` environment (a
 ``GIT_DIR`` of another repository would answer for the wrong tree and its ignore rules).
 """
@@ -89,6 +90,8 @@ def stdout_file() -> str | None:
 
 def refuse_plaintext_path(path: str, what: str, force: bool) -> str | None:
     """Why ``path`` (``-``: standard output) must not receive ``what``, or None when it may."""
+    if path not in (None, "-") and "://" not in path and os.path.isdir(path):
+        return f"{path} is a directory: give the name of a file to write {what} to (e.g. {os.path.join(path, 'out')})"
     if force:
         return None
     shown = path
