@@ -120,3 +120,12 @@ def test_a_directory_as_the_output_is_a_clear_refusal_not_a_traceback(subjects_r
         proc = _pstream(tmp_path, *command)
         assert proc.returncode == 2 and f"{tmp_path} is a directory" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_dev_stdout_redirected_into_a_working_tree_is_refused(subjects_run, tmp_path):
+    repo = _git_repo(tmp_path / "repo")
+    keys, kek = str(subjects_run / "out" / "keys"), f"local://{subjects_run / 'out' / 'kek.json'}"
+    with open(repo / "keys.csv", "w") as handle:                   # `-o /dev/stdout > keys.csv`
+        proc = _pstream(repo, "keys", "export", keys, "--kek", kek, "-o", "/dev/stdout", stdout=handle)
+    assert proc.returncode == 2 and f"which leads to {repo / 'keys.csv'}" in proc.stderr, proc.stderr
+    assert (repo / "keys.csv").stat().st_size == 0
