@@ -35,9 +35,10 @@ def register(subparsers) -> None:
     listing.set_defaults(func=_list)
     verify = actions.add_parser("verify", help="check the hash chain: exit 1 naming each edited, deleted or moved entry",
                                 description="Recomputes every entry's hash and the chain of 'prev' hashes, the "
-                                "sequence numbers and the head file; for the project's log, also that every transition in "
-                                "the project's contract lifecycle records is in it. Exit 0 when intact (prints the "
-                                "number of entries and the head hash, to keep elsewhere), 1 naming each problem.")
+                                "sequence numbers and the head file; for the project's log, also that every "
+                                "transition in the project's contract lifecycle records is in it. Exit 0 when "
+                                "intact (prints the number of entries and the head hash, to keep elsewhere), 1 "
+                                "naming each problem.")
     verify.add_argument("--expect-head", metavar="HASH", help="the last entry's hash must be this one")
     _log_options(verify)
     verify.set_defaults(func=_verify)

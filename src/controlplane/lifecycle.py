@@ -25,8 +25,9 @@ keeps the YAML file's ``state:`` in step, so a pipeline that reads the file by p
 needs a reason). "Other" is decided on ``person_key`` of both names (Unicode compatibility forms,
 accents, case, spaces and punctuation aside), so ``Ann``, ``ａｎｎ`` or ``a.nn`` is not a
 reviewer of ann's contract; a user name holds no control, format (zero-width, bidirectional) or
-line-separator characters (``current_user``). A reason is at most ``MAX_REASON_CHARS``. Only ACTIVE and DEPRECATED contracts accept events (DEPRECATED with a
-warning): ``contracts.model.ACCEPTING``. ARCHIVED is final.
+line-separator characters (``current_user``). A reason is at most ``MAX_REASON_CHARS``, plain
+text. Only ACTIVE and DEPRECATED contracts accept events (DEPRECATED with a warning):
+``contracts.model.ACCEPTING``. ARCHIVED is final.
 """
 from __future__ import annotations
 
@@ -161,8 +162,9 @@ class Record:
         """Why the history does not lead, by allowed transitions and reviewers other than the author,
         from a ``create`` by the author to the state; None when it does."""
         history = self.history if isinstance(self.history, list) else []
-        if not isinstance(self.author, str) or not history or not isinstance(history[0], dict) or history[0].get("action") != "create" \
-                or history[0].get("to") != DRAFT or history[0].get("user") != self.author:
+        first = history[0] if history and isinstance(history[0], dict) else {}
+        if not isinstance(self.author, str) or first.get("action") != "create" or first.get("to") != DRAFT \
+                or first.get("user") != self.author:
             return "its history does not start with its author's create"
         state = DRAFT
         for number, entry in enumerate(history[1:], start=2):
