@@ -204,7 +204,8 @@ def stale_reason(output: str, report: dict) -> str | None:
     if last is None or last == report.get("run"):
         return None
     return (f"this report is of run {report.get('run')}, but the run committed last into {output} is {last}, "
-            "which wrote no report (stopped after its commit?): its figures are not these")
+            "which wrote no report (it ran on a remote runner, or was stopped after its commit): its figures "
+            "are not these")
 
 
 def report_paths(output: str) -> tuple[str, str]:
