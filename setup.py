@@ -80,6 +80,9 @@ setup(
         "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
             "duckdb>=1.3,<3",
         ],
+        "bench": [                      # benchmarks/pipeline.py's variant (d), a PySpark local[2] job
+            "pyspark>=3.5,<5",
+        ],
         "kafka": [                      # the gateway's Kafka publisher (gateway.publish_kafka)
             "confluent-kafka>=2.3,<3",
         ],
