@@ -7,7 +7,8 @@
 
 Same interface as ``privacy.keystore.SqliteKeyStore``; importing this module registers the
 ``postgresql://`` and ``postgres://`` schemes in ``KEY_STORES`` (``open_key_store`` does it on
-first use). The driver is pg8000 (pure Python; Beam's GCP extra installs it too). The URI's
+first use). The driver is pg8000 (pure Python; Beam's GCP extra installs it too); batches go as one
+array literal per column (``_array``), unnested by the server, so a batch is one statement. The URI's
 password, if any, is never shown: ``store.uri`` leaves it out. On Dataflow or Flink give the
 workers a reachable address (Cloud SQL's private IP or the Cloud SQL Auth Proxy, an RDS
 endpoint) and credentials through the URI or the PG* environment variables.
@@ -27,8 +28,9 @@ See docs/key-management.md for what remains outside the table files and what to 
 
 Concurrent writers: ``insert_new`` inserts a batch with ``ON CONFLICT DO NOTHING`` in one
 transaction, rows sorted by (value, day) so that two batches lock rows in the same order and
-cannot deadlock, then reads back what was kept. A writer that lost a (value, day) to another
-waits for the winner's commit and gets the winner's row; ``KeyRing.keys_for`` encrypts only with
+cannot deadlock; ``RETURNING`` names the rows it kept, and only the (value, day)s it lost are read
+back. A writer that lost a (value, day) to another waits for the winner's commit and gets the
+winner's row; ``KeyRing.keys_for`` encrypts only with
 returned rows. Deadlocks, serialization failures and dropped connections are retried.
 """
 from __future__ import annotations
@@ -92,6 +94,20 @@ def _schema_sql(schema: str) -> list[str]:
         f"""INSERT INTO "{schema}".store_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')
             ON CONFLICT DO NOTHING""",
     ]
+
+
+def _array(values) -> str:
+    """A PostgreSQL array literal of texts, every element quoted (``CAST(:x AS text[])`` reads it).
+
+    pg8000 escapes a Python list element by element in Python, character by character: for the
+    key store's batches (hex hashes, keyLinks, days) that was most of a new key's cost. Here each
+    element is quoted with two C-level replaces; NULL elements are not needed (none of our
+    columns is nullable)."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+
+
+def _int_array(values) -> str:
+    return "{" + ",".join([str(int(v)) for v in values]) + "}"
 
 
 def _chunks(items: list, size: int = _CHUNK):
@@ -216,7 +232,7 @@ class PostgresKeyStore:
         for chunk in _chunks(pairs):
             for record in self._select(
                 db, "(k.value_hash, k.day) IN (SELECT * FROM unnest(CAST(:values AS text[]), CAST(:days AS date[])))",
-                values=[p[0] for p in chunk], days=[p[1] for p in chunk],
+                values=_array([p[0] for p in chunk]), days=_array([p[1] for p in chunk]),
             ):
                 found[record.pair] = record
         return found
@@ -227,26 +243,36 @@ class PostgresKeyStore:
 
     def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]:
         records = sorted(records, key=lambda r: r.pair)  # one lock order for every writer
-        if records:
-            self._transaction(lambda db: self._insert(db, records))
-        return self.lookup(r.pair for r in records)
+        if not records:
+            return {}
+        kept = self._transaction(lambda db: self._insert(db, records))
+        found = {r.pair: r for r in records if r.key_link in kept}  # ours, as inserted (with their subjects)
+        lost = [r.pair for r in records if r.key_link not in kept]
+        if lost:  # another writer's (value, day): its row, read after its commit (the INSERT waited for it)
+            found.update(self.lookup(lost))
+        return found
 
-    def _insert(self, db, records: list[KeyRecord]) -> None:
+    def _insert(self, db, records: list[KeyRecord]) -> set[str]:
+        """Insert what is absent; returns the keyLinks inserted (the rest lost to rows already there)."""
+        kept = set()
         for chunk in _chunks(records):
-            db.run(
+            rows = db.run(
                 f"INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
-                "SELECT * FROM unnest(CAST(:links AS text[]), CAST(:values AS text[]), CAST(:days AS date[]), "
-                "CAST(:ids AS bigint[]), CAST(:wrapped AS bytea[]), CAST(:keks AS text[]), "
+                "SELECT key_link, value_hash, day, key_id, decode(wrapped_key, 'hex'), kek_uri, created_at, "
+                "expires_at, policy_id FROM unnest(CAST(:links AS text[]), CAST(:values AS text[]), "
+                "CAST(:days AS date[]), CAST(:ids AS bigint[]), CAST(:wrapped AS text[]), CAST(:keks AS text[]), "
                 "CAST(:created AS bigint[]), CAST(:expires AS bigint[]), CAST(:policies AS text[])) "
                 "AS u(key_link, value_hash, day, key_id, wrapped_key, kek_uri, created_at, expires_at, policy_id) "
-                "ORDER BY value_hash, day ON CONFLICT DO NOTHING",
-                links=[r.key_link for r in chunk], values=[r.value_hash for r in chunk],
-                days=[r.day for r in chunk], ids=[r.key_id for r in chunk],
-                wrapped=[r.wrapped_key for r in chunk], keks=[r.kek_uri for r in chunk],
-                created=[r.created_at for r in chunk], expires=[r.expires_at for r in chunk],
-                policies=[r.policy_id for r in chunk],
+                "ORDER BY value_hash, day ON CONFLICT DO NOTHING RETURNING key_link",
+                links=_array([r.key_link for r in chunk]), values=_array([r.value_hash for r in chunk]),
+                days=_array([r.day for r in chunk]), ids=_int_array([r.key_id for r in chunk]),
+                wrapped=_array([r.wrapped_key.hex() for r in chunk]), keks=_array([r.kek_uri for r in chunk]),
+                created=_int_array([r.created_at for r in chunk]), expires=_int_array([r.expires_at for r in chunk]),
+                policies=_array([r.policy_id for r in chunk]),
             )
-        self._add_subjects(db, [(r.key_link, s) for r in records for s in r.subject_hashes])
+            kept.update(row[0] for row in rows)
+        self._add_subjects(db, [(r.key_link, s) for r in records if r.key_link in kept for s in r.subject_hashes])
+        return kept
 
     def _add_subjects(self, db, links_subjects: list[tuple[str, str]]) -> None:
         rows = sorted({(subject, link) for link, subject in links_subjects})
@@ -257,7 +283,7 @@ class PostgresKeyStore:
                 f"SELECT u.subject, k.key_link FROM unnest(CAST(:subjects AS text[]), CAST(:links AS text[])) "
                 f"AS u(subject, key_link) JOIN {self._t}.data_keys k ON k.key_link = u.key_link "
                 f"ORDER BY 1, 2 ON CONFLICT DO NOTHING",
-                subjects=[r[0] for r in chunk], links=[r[1] for r in chunk],
+                subjects=_array([r[0] for r in chunk]), links=_array([r[1] for r in chunk]),
             )
 
     def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None:
@@ -271,7 +297,7 @@ class PostgresKeyStore:
         def work(db):
             found = {}
             for chunk in _chunks(links):
-                for record in self._select(db, "k.key_link = ANY(CAST(:links AS text[]))", links=chunk):
+                for record in self._select(db, "k.key_link = ANY(CAST(:links AS text[]))", links=_array(chunk)):
                     found[record.key_link] = record
             return found
 
@@ -288,7 +314,7 @@ class PostgresKeyStore:
             return []
         records = self._transaction(lambda db: self._select(
             db, f"k.key_link IN (SELECT key_link FROM {self._t}.key_subjects WHERE subject_hash = ANY(CAST(:s AS text[])))",
-            s=subjects))
+            s=_array(subjects)))
         return sorted(records, key=lambda r: (r.day, r.key_link))
 
     def delete_subjects(self, subject_hashes: Iterable[str]) -> list[str]:
@@ -297,7 +323,7 @@ class PostgresKeyStore:
             return []
         rows = self._transaction(lambda db: db.run(
             f"DELETE FROM {self._t}.data_keys WHERE key_link IN (SELECT key_link FROM {self._t}.key_subjects "
-            f"WHERE subject_hash = ANY(CAST(:s AS text[]))) RETURNING key_link", s=subjects))
+            f"WHERE subject_hash = ANY(CAST(:s AS text[]))) RETURNING key_link", s=_array(subjects)))
         self._deleted = self._deleted or bool(rows)
         return sorted(r[0] for r in rows)
 
