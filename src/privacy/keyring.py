@@ -48,7 +48,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Callable
 
-from privacy.daead import SivKey
+from privacy.daead import KEY_SIZE, SivKey, new_key_id
 from privacy.kek import Kek, kek_from_uri
 from privacy.keystore import KeyRecord, KeyStore, Pair, open_key_store
 from privacy.lookup import lookup_key
@@ -78,14 +78,16 @@ def day_start_ms(day: str) -> int:
     return (date.fromisoformat(day) - _EPOCH_DAY).days * DAY_MS
 
 
-def new_key_link(clock: Callable[[], float] = time.time) -> str:
+def new_key_link(clock: Callable[[], float] = time.time, random_bits: int | None = None) -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 
     Time-ordered, so the key store's indexes on keyLink grow at their end instead of at random
     places: creating a key costs half as much and stays flat as the store grows. It tells when
     the key was made (about when its first event was processed), never whose key it is.
     """
-    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | secrets.randbits(80)
+    if random_bits is None:
+        random_bits = secrets.randbits(80)
+    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | random_bits
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
     return str(uuid.UUID(int=value))
@@ -190,9 +192,29 @@ class KeyRing:
         policy = name[2]
         return policy.policy_id, policy.retention_days
 
-    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int]) -> tuple[KeyRecord, SivKey]:
-        key = SivKey.generate()
-        link = new_key_link(self.clock)
+    def _new_records(self, wanted: list[tuple[Pair, set, tuple[str, int]]]) -> list[tuple[KeyRecord, SivKey]]:
+        """New keys for (hashed pair, subjects, policy)s: the key ids, key material and keyLinks' random
+        bits from one read of the OS's CSPRNG for the whole batch."""
+        size = 4 + KEY_SIZE + 10
+        pool = secrets.token_bytes(size * len(wanted))
+        made = []
+        for number, (hashed, subjects, policy) in enumerate(wanted):
+            raw = pool[number * size:(number + 1) * size]
+            key = SivKey(int.from_bytes(raw[:4], "big") or new_key_id(), raw[4:4 + KEY_SIZE])
+            made.append(self._new_record(hashed, subjects, policy, key,
+                                         int.from_bytes(raw[4 + KEY_SIZE:], "big")))
+        return made
+
+    def _subject_hash(self, subject: str) -> str:
+        hashed = self._subject_hashes.get(subject)
+        if hashed is None:
+            hashed = self._subject_hashes[subject] = self.ids.subject_hash(subject)
+        return hashed
+
+    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int], key: SivKey | None = None,
+                    random_bits: int | None = None) -> tuple[KeyRecord, SivKey]:
+        key = key or SivKey.generate()
+        link = new_key_link(self.clock, random_bits)
         record = KeyRecord(
             key_link=link,
             value_hash=hashed[0],
@@ -202,7 +224,7 @@ class KeyRing:
             kek_uri=self.kek.uri,
             created_at=int(self.clock() * 1000),
             expires_at=day_start_ms(hashed[1]) + policy[1] * DAY_MS,
-            subject_hashes=tuple(sorted({self.ids.subject_hash(s) for s in subjects if s})),
+            subject_hashes=tuple(sorted({self._subject_hash(s) for s in subjects if s})),
             policy_id=policy[0],
         )
         return record, key
@@ -234,9 +256,9 @@ class KeyRing:
                 found = {}
                 for hashed, record in self.store.lookup(plain).items():
                     found[plain[hashed]] = self._remember(record, plain[hashed])
-                fresh = [self._new_record(hashed, set().union(*(wanted[n] for n in missing[slot])),
-                                          self._policy(missing[slot][0]))
-                         for hashed, slot in plain.items() if slot not in found]
+                fresh = self._new_records([(hashed, set().union(*(wanted[n] for n in missing[slot])),
+                                            self._policy(missing[slot][0]))
+                                           for hashed, slot in plain.items() if slot not in found])
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
@@ -248,7 +270,7 @@ class KeyRing:
                     for name in names:
                         result[name] = found[slot]
             new_subjects = set()
-            subject_hash, hashes = self.ids.subject_hash, self._subject_hashes
+            subject_hash, hashes = self._subject_hash, self._subject_hashes
             for name, subjects in wanted.items():
                 if subjects:
                     link = result[name][0]
@@ -256,9 +278,7 @@ class KeyRing:
                     for subject in subjects:
                         if not subject:
                             continue
-                        hashed = hashes.get(subject)
-                        if hashed is None:
-                            hashed = hashes[subject] = subject_hash(subject)
+                        hashed = hashes.get(subject) or subject_hash(subject)
                         if hashed and hashed not in known:
                             new_subjects.add((link, hashed))
             if new_subjects:
