@@ -183,6 +183,7 @@ def summarize_outputs(output: Path, input_rows: dict[str, list[dict]]) -> dict:
     import base64
 
     import orjson
+    from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
     summary = {}
@@ -216,7 +217,10 @@ def summarize_outputs(output: Path, input_rows: dict[str, list[dict]]) -> dict:
             token = base64.b64decode(row[field])
             if token[:5] != prefix:
                 break
-            values[field] = siv.decrypt(token[5:], [b""]).decode()
+            try:
+                values[field] = siv.decrypt(token[5:], [b""]).decode()
+            except InvalidTag:
+                break
         if any(values == {"userId": r["userId"], "email": r["email"]} for r in input_rows[row["transactionId"]]):
             decrypted += 1
     summary["sample_decrypted"] = f"{decrypted}/{len(sample)}"
