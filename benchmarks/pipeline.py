@@ -74,11 +74,14 @@ def child_command(variant: str, input_path: str, output: str) -> list[str]:
 
 def run_child(variant: str, input_path: str, output: str) -> dict:
     """In the child process: run one variant; (b) with the stage sampler around the whole run."""
+    from benchmarks.stage_sampler import StageSampler, classify_plain
+
     if variant == "plain":
         from benchmarks.plain_loop import run_plain_loop
 
-        return {"counts": run_plain_loop(input_path, output)}
-    from benchmarks.stage_sampler import StageSampler
+        with StageSampler(classify=classify_plain) as sampler:
+            counts = run_plain_loop(input_path, output)
+        return {"counts": counts, "stages": sampler.shares(include_other=True)}
     from pipelines.run import run
 
     argv = ["--input", input_path, "--output", output]
