@@ -32,7 +32,7 @@ def test_benchmark_compares_variants_in_rounds_and_prints_the_slope(tmp_path):
     for run in data["runs"]:
         variants = run["variants"]
         assert set(variants) == {"plain", "beam", "beam2"}
-        assert all(v["peak_rss"] > 50 * 2**20 for v in variants.values())
+        assert all(v["peak_rss"] > 10 * 2**20 for v in variants.values())  # a whole process tree was measured
         summaries = [v["summary"] for v in variants.values()]
         assert summaries[0]["encrypted"]["events"] == run["rows"]
         assert all(s == summaries[0] for s in summaries[1:])  # counts, id hashes, sample decrypted
