@@ -27,8 +27,9 @@ tables: each is rewritten into a new file holding only live rows, and the old fi
 See docs/key-management.md for what remains outside the table files and what to do about it.
 
 Concurrent writers: ``insert_new`` inserts a batch with ``ON CONFLICT DO NOTHING`` in one
-transaction, rows sorted by (value, day) so that two batches lock rows in the same order and
-cannot deadlock; ``RETURNING`` names the rows it kept, and only the (value, day)s it lost are read
+transaction (one statement with its subject rows, for a batch of up to 5,000), rows sorted by
+(value, day) so that two batches lock rows in the same order and cannot deadlock; ``RETURNING``
+names the rows it kept, and only the (value, day)s it lost are read
 back. A writer that lost a (value, day) to another waits for the winner's commit and gets the
 winner's row; ``KeyRing.keys_for`` encrypts only with
 returned rows. Deadlocks, serialization failures and dropped connections are retried.
@@ -185,13 +186,16 @@ class PostgresKeyStore:
             where = f"{self._options['host']}:{self._options['port']}"
             raise KeyStoreError(f"cannot connect to the PostgreSQL key store at {where}: {exc}") from None
 
-    def _transaction(self, work):
-        """Run work(connection) in one transaction, retrying deadlocks and lost connections."""
+    def _transaction(self, work, alone: bool = False):
+        """Run work(connection) in one transaction, retrying deadlocks and lost connections.
+        ``alone``: work is one statement, its own transaction (no START and COMMIT round trips)."""
         with self._lock:
             for attempt in range(_ATTEMPTS):
                 try:
                     if self._db is None:
                         self._connect()
+                    if alone:
+                        return work(self._db)
                     self._db.run("START TRANSACTION")
                     try:
                         result = work(self._db)
@@ -239,13 +243,13 @@ class PostgresKeyStore:
 
     def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, KeyRecord]:
         pairs = list(pairs)
-        return self._transaction(lambda db: self._lookup(db, pairs)) if pairs else {}
+        return self._transaction(lambda db: self._lookup(db, pairs), alone=len(pairs) <= _CHUNK) if pairs else {}
 
     def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]:
         records = sorted(records, key=lambda r: r.pair)  # one lock order for every writer
         if not records:
             return {}
-        kept = self._transaction(lambda db: self._insert(db, records))
+        kept = self._transaction(lambda db: self._insert(db, records), alone=len(records) <= _CHUNK)
         found = {r.pair: r for r in records if r.key_link in kept}  # ours, as inserted (with their subjects)
         lost = [r.pair for r in records if r.key_link not in kept]
         if lost:  # another writer's (value, day): its row, read after its commit (the INSERT waited for it)
@@ -253,25 +257,31 @@ class PostgresKeyStore:
         return found
 
     def _insert(self, db, records: list[KeyRecord]) -> set[str]:
-        """Insert what is absent; returns the keyLinks inserted (the rest lost to rows already there)."""
+        """Insert what is absent, with its subject rows, one statement per chunk; returns the keyLinks
+        inserted (the rest lost to rows already there, whose subjects ``add_subjects`` adds)."""
         kept = set()
         for chunk in _chunks(records):
+            subjects = sorted((s, r.key_link) for r in chunk for s in r.subject_hashes)
             rows = db.run(
-                f"INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
+                f"WITH ins AS (INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
                 "SELECT key_link, value_hash, day, key_id, decode(wrapped_key, 'hex'), kek_uri, created_at, "
                 "expires_at, policy_id FROM unnest(CAST(:links AS text[]), CAST(:values AS text[]), "
                 "CAST(:days AS date[]), CAST(:ids AS bigint[]), CAST(:wrapped AS text[]), CAST(:keks AS text[]), "
                 "CAST(:created AS bigint[]), CAST(:expires AS bigint[]), CAST(:policies AS text[])) "
                 "AS u(key_link, value_hash, day, key_id, wrapped_key, kek_uri, created_at, expires_at, policy_id) "
-                "ORDER BY value_hash, day ON CONFLICT DO NOTHING RETURNING key_link",
+                "ORDER BY value_hash, day ON CONFLICT DO NOTHING RETURNING key_link), "
+                f"subjects AS (INSERT INTO {self._t}.key_subjects (subject_hash, key_link) "
+                "SELECT s.subject, s.key_link FROM unnest(CAST(:subjects AS text[]), CAST(:subject_links AS text[])) "
+                "AS s(subject, key_link) JOIN ins ON ins.key_link = s.key_link ORDER BY 1, 2 ON CONFLICT DO NOTHING) "
+                "SELECT key_link FROM ins",
                 links=_array([r.key_link for r in chunk]), values=_array([r.value_hash for r in chunk]),
                 days=_array([r.day for r in chunk]), ids=_int_array([r.key_id for r in chunk]),
                 wrapped=_array([r.wrapped_key.hex() for r in chunk]), keks=_array([r.kek_uri for r in chunk]),
                 created=_int_array([r.created_at for r in chunk]), expires=_int_array([r.expires_at for r in chunk]),
                 policies=_array([r.policy_id for r in chunk]),
+                subjects=_array([s for s, _ in subjects]), subject_links=_array([link for _, link in subjects]),
             )
             kept.update(row[0] for row in rows)
-        self._add_subjects(db, [(r.key_link, s) for r in records if r.key_link in kept for s in r.subject_hashes])
         return kept
 
     def _add_subjects(self, db, links_subjects: list[tuple[str, str]]) -> None:
