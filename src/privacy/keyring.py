@@ -97,12 +97,13 @@ class _Entry:
     """A cached key: its (value, day, policy id), the unwrapped key's id and material, and the
     subject hashes known to the store."""
 
-    __slots__ = ("pair", "key_id", "material", "subjects")
+    __slots__ = ("pair", "key_id", "material", "prefix", "subjects")
 
     def __init__(self, pair: tuple[str, str, str], key: SivKey, subject_hashes):
         self.pair = pair  # plaintext (value, day, policy id): this process's memory only
         self.key_id = key.key_id
         self.material = key.material
+        self.prefix = key.prefix if key.prefix_type == "TINK" else None
         self.subjects = set(subject_hashes)
 
 
@@ -150,7 +151,8 @@ class KeyRing:
         hot = self._hot
         key = hot.get(link)
         if key is None:
-            key = hot[link] = SivKey(entry.key_id, entry.material)
+            key = hot[link] = (SivKey.of_checked(entry.key_id, entry.material, entry.prefix) if entry.prefix
+                               else SivKey(entry.key_id, entry.material))
             if len(hot) > self._hot_size:
                 hot.popitem(last=False)
         else:
