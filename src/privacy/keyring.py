@@ -55,7 +55,7 @@ from privacy.lookup import lookup_key
 from privacy.masking import masking_key_name
 
 DEFAULT_RETENTION_DAYS = 2556
-DEFAULT_CACHE_SIZE = 200_000  # unwrapped keys (web shop: 500 customers x 180 days = 90,000 at most)
+DEFAULT_CACHE_SIZE = 100_000  # unwrapped keys (web shop: 500 customers x 180 days = 90,000 at most)
 HOT_KEYS = 20_000  # of those, the ones that keep their SivKey (OpenSSL state)
 DAY_MS = 86_400_000
 
