@@ -9,6 +9,8 @@ Dataflow / Flink workers install only ``install_requires`` (the graph's needs) t
 - ``workshop``: everything ``pstream`` runs: the gateway, the Python driver (aiohttp), web-socket
   listening, faker for the example data; the flex template image installs it (Dockerfile)
 - ``kafka``: the gateway's Kafka publisher; ``analytics``: on-the-fly decryption in DuckDB
+- ``notebook``: what the workshop notebook's cells import (pandas, faker, arrow), so that its data
+  generator cell runs unchanged
 - ``test``: the workshop and the test tools (``.ci/run``)
 """
 from setuptools import find_packages, setup
@@ -28,6 +30,11 @@ WORKSHOP = [                            # everything pstream runs
     "open-data-contract-standard>=3.1,<4",  # the ODCS model and JSON Schema (contracts.odcs)
     "phonenumbers>=8.13,<10",           # phone numbers in samples (contracts.classify)
     "python-stdnum>=1.19,<3",           # IBANs in samples (contracts.classify)
+]
+NOTEBOOK = [                            # what the workshop notebook's own cells import (its requirements.txt),
+    "faker>=20,<41",                    # so that its generator cell runs unchanged (tests/test_readme.py)
+    "arrow>=1.2,<2",
+    "pandas>=2,<4",
 ]
 
 setup(
@@ -57,12 +64,14 @@ setup(
         "psycopg[binary]>=3.2,<4",      # PostgreSQL tables as batch input (C row decoding: 4x pg8000)
         "numpy>=1.24,<3",               # micro-aggregation (MDAV) in privacy.kanonymity
         "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
+        "rich>=13,<16",                 # progress lines and pstream report (pipelines.progress, pipelines.run_report)
     ],
     extras_require={
         "gateway": GATEWAY,
         "workshop": WORKSHOP,
         "test": [
             *WORKSHOP,
+            *NOTEBOOK,                  # the README test runs the notebook's generator cell
             "pexpect>=4.8,<5",          # the contract wizard driven through a pseudo-terminal
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
@@ -73,10 +82,10 @@ setup(
             "duckdb>=1.3,<3",
             "sqlglot>=25,<31",
             "httpx>=0.27,<0.29",
-            "pandas>=2,<4",
             "confluent-kafka>=2.3,<3",  # gateway.publish_kafka's tests (no broker: URIs, timeouts)
             "pycanon>=1.3,<2",          # an independent k-anonymity check of micro-aggregated output
         ],
+        "notebook": NOTEBOOK,
         "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
             "duckdb>=1.3,<3",
         ],

@@ -1,9 +1,12 @@
 """Shared fixtures: contracts, generated web shop data, and a finished run of the default job."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,12 @@ from contracts import load_contract
 # Never probe the GCE metadata address when a test resolves Google credentials (google-auth reads
 # this when it is imported, which happens later, in the tests).
 os.environ.setdefault("NO_GCE_CHECK", "true")
+
+# No test writes into the user's real default project (~/.config/pstream): commands that fall
+# back to the default project directory (its audit log, for one) get a private temporary one.
+_DEFAULT_PROJECT = tempfile.mkdtemp(prefix="pstream-test-project-")
+atexit.register(shutil.rmtree, _DEFAULT_PROJECT, True)
+os.environ["PSTREAM_PROJECT_DIR"] = _DEFAULT_PROJECT
 
 REPO = Path(__file__).resolve().parent.parent
 WEBSHOP = "strmprivacy/PrivacyEngineeringWorkshop/1.0.0"

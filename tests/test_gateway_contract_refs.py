@@ -12,7 +12,8 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from gateway.registry import BAD_REF_MESSAGE, MAX_REF_CHARS, ContractRegistry, Refused, contract_file, parse_ref
+from controlplane.contracts import ContractRegistry, contract_file
+from gateway.registry import BAD_REF_MESSAGE, MAX_REF_CHARS, ContractCache, Refused, parse_ref
 from gateway_helpers import SIMULATOR, GatewayProcess, make_project, read_spool, simulator_event
 
 SHIPPED = Path(__file__).resolve().parent.parent / "src" / "contracts"
@@ -64,7 +65,7 @@ def test_anything_but_handle_name_version_is_refused_before_the_file_system(ref,
     def no_file_system(*args, **kwargs):
         raise AssertionError(f"the file system was touched for {ref!r}")
 
-    registry = ContractRegistry([Path("/nonexistent")], build=lambda contract: contract)
+    registry = ContractCache(ContractRegistry("/nonexistent", contracts_path=False), build=lambda contract: contract)
     monkeypatch.setattr(os, "stat", no_file_system)
     monkeypatch.setattr(os, "open", no_file_system)
     with pytest.raises(Refused) as info:
@@ -90,7 +91,8 @@ def test_every_accepted_reference_names_a_file_inside_the_directory(text):
 
 def test_the_negative_cache_is_bounded_expires_and_holds_no_traceback(tmp_path):
     now = [0.0]
-    registry = ContractRegistry([tmp_path / "contracts"], build=lambda contract: contract, ttl_seconds=5, max_entries=100,
+    registry = ContractCache(ContractRegistry(tmp_path, contracts_path=False), build=lambda contract: contract,
+                             ttl_seconds=5, max_entries=100,
                                 clock=lambda: now[0])
 
     async def ask(count: int):
@@ -205,7 +207,7 @@ def test_a_contract_added_or_changed_is_seen_without_a_restart(gateway):
     assert gateway.post_event(token, event, ref=ref).status_code == 204
     path.write_text(contract_text(ref, state="DRAFT"))
     time.sleep(0.6)
-    assert gateway.post_event(token, event, ref=ref).text == f"Schema '{ref}' is not active"
+    assert gateway.post_event(token, event, ref=ref).text == f"Schema '{ref}' is not active (state DRAFT)"
     path.unlink()
     time.sleep(0.6)
     assert gateway.post_event(token, event, ref=ref).text == f"Schema '{ref}' not found"

@@ -189,5 +189,8 @@ def test_duckdb_ddl_reads_exported_jsonl_files(tmp_path, nested_contract):
 
 def test_ddl_command_prints_to_stdout(capsys):
     assert main(["ddl", "athena", WEBSHOP, "--location", "s3://b/p/", "--table", "events"]) == 0
-    assert capsys.readouterr().out.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS `events`")
+    out = capsys.readouterr().out
+    comments, _, ddl = out.partition("CREATE ")   # SQL comments first: the contract, PII columns and purposes
+    assert ddl.startswith("EXTERNAL TABLE IF NOT EXISTS `events`")
+    assert all(line.startswith("-- ") for line in comments.splitlines()) and "--   email: PII, purpose 2" in comments
     assert main(["ddl", "duckdb", "acme/Nope/1.0.0", "--location", "x"]) == 2

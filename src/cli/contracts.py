@@ -6,6 +6,13 @@
     pstream contracts diff acme/Shop/1.0.0 shop-1.1.0.yaml     # each change and the bump it needs
     pstream contracts export acme/Shop/1.0.0 --format odcs -o shop.odcs.yaml
     pstream contracts import shop.odcs.yaml -o shop.yaml       # a DRAFT contract file, for review
+    pstream contracts create shop.yaml --user ann              # into the project, as DRAFT
+    pstream contracts submit acme/Shop/1.0.0 --user ann        # IN_REVIEW
+    pstream contracts approve acme/Shop/1.0.0 --user bob       # APPROVED (not by the author)
+    pstream contracts activate acme/Shop/1.0.0                 # ACTIVE: accepts events
+    pstream contracts deprecate acme/Shop/1.0.0                # still accepts, with a warning
+    pstream contracts archive acme/Shop/1.0.0                  # ARCHIVED: no more events
+    pstream contracts list; pstream contracts show acme/Shop/1.0.0
 
 ``init`` reads the first rows of a CSV or JSONL file (``--max-rows``), proposes types, the key
 field, PII fields with purpose levels, quasi-identifiers and regexes for small enumerations
@@ -15,6 +22,13 @@ field, PII fields with purpose levels, quasi-identifiers and regexes for small e
 is ever printed. ``diff`` exits 1 when the second version's number is too small for its
 changes (``contracts.compat``), so a CI job can run it. ``import`` writes a DRAFT whatever the
 file's status: an imported contract is reviewed before it accepts events.
+
+The lifecycle commands (``create`` ... ``archive``, ``list``, ``show``) work on the project's
+contract registry (``controlplane.contracts``, states and rules in ``controlplane.lifecycle``);
+each transition is one entry of the project's audit log (``controlplane.audit``, `pstream audit`)
+and is written before the files change, so a transition the log cannot record does not happen.
+The acting user is ``--user``, else ``$PSTREAM_USER``, else the OS user; an illegal transition
+(wrong state, self-approval, a reject without ``--reason``) exits 2 and changes nothing.
 """
 from __future__ import annotations
 
@@ -23,7 +37,9 @@ import os
 import sys
 from pathlib import Path
 
-HELP = "data contracts: propose one from sample data (init), compare versions (diff), ODCS v3 (export, import)"
+from cli.main import summary
+
+HELP = summary("contracts")
 
 
 class _Aborted(Exception):
@@ -60,6 +76,7 @@ def register(subparsers) -> None:
                       help="read at most N rows of the sample (default %(default)s)")
     init.add_argument("--phone-region", default="US", metavar="CC",
                       help="the region of phone numbers written without +country code (default %(default)s)")
+    init.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     init.set_defaults(func=_init)
 
     diff = actions.add_parser(
@@ -95,6 +112,64 @@ def register(subparsers) -> None:
     imp.add_argument("--key-field", metavar="FIELD", help="the key field (instead of the file's or the proposed one)")
     imp.add_argument("--schema", metavar="NAME", help="the schema object to import, when the file has several")
     imp.set_defaults(func=_import)
+    register_lifecycle(actions)
+
+
+LIFECYCLE_HELP = {
+    "submit": ("submit a DRAFT for review (IN_REVIEW)", None),
+    "approve": ("approve a contract IN_REVIEW (APPROVED); not by its author", None),
+    "reject": ("send a contract IN_REVIEW back to DRAFT, with a reason; not by its author", None),
+    "activate": ("let an APPROVED contract accept events (ACTIVE)", None),
+    "deprecate": ("mark an ACTIVE contract DEPRECATED: events still accepted, with a warning", None),
+    "archive": ("retire a DRAFT, APPROVED or DEPRECATED contract (ARCHIVED: no events, final)", None),
+}
+
+
+def register_lifecycle(actions) -> None:
+    """The lifecycle sub-commands: create, submit, approve, reject, activate, deprecate, archive, list, show."""
+    create = actions.add_parser(
+        "create", help="store a contract file in the project as a DRAFT (validated; version number checked)",
+        description="Validates FILE with the strict contract loader, checks its version number against the latest "
+        "earlier version of the same handle/name (each change and the bump it needs, as `contracts diff`; a number "
+        "too small is refused), and stores it in the project as <project>/contracts/<handle>/<name>/<version>.yaml, "
+        "state DRAFT, with a lifecycle record (author, history). Then: submit, approve (by another user), activate. "
+        "Only ACTIVE and DEPRECATED contracts accept events.")
+    create.add_argument("file", metavar="FILE", help="a contract YAML file (e.g. written by `contracts init`)")
+    _people_options(create)
+    create.set_defaults(func=_create)
+    for action, (text, _) in LIFECYCLE_HELP.items():
+        parser = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ". "
+                                    "The transition is written to the project's audit log (pstream audit list).")
+        parser.add_argument("ref", metavar="REF", help="the contract's reference, handle/name/1.2.3")
+        parser.add_argument("--reason", metavar="TEXT", required=action == "reject",
+                            help="why (required for reject; kept in the lifecycle record and the audit log)")
+        _people_options(parser)
+        parser.set_defaults(func=_transition, lifecycle_action=action)
+    listing = actions.add_parser("list", help="the project's and the shipped contracts with their states",
+                                 description="One line per contract: reference, state, where it comes from "
+                                 "(project, CONTRACTS_PATH, shipped), author and last change.")
+    listing.add_argument("--state", metavar="STATE", help="only contracts in this state (e.g. DRAFT)")
+    listing.add_argument("--format", choices=["text", "json"], default="text", help="output format (default %(default)s)")
+    _project_option(listing)
+    listing.set_defaults(func=_list)
+    show = actions.add_parser("show", help="a contract's state, author, history, fields and purpose levels",
+                              description="The contract's state (from its lifecycle record), file, author, every "
+                              "transition (who, when, reason), its fields with PII purpose levels, and its key field.")
+    show.add_argument("ref", metavar="REF", help="the contract's reference, handle/name/1.2.3")
+    show.add_argument("--format", choices=["text", "json"], default="text", help="output format (default %(default)s)")
+    _project_option(show)
+    show.set_defaults(func=_show)
+
+
+def _project_option(parser):
+    parser.add_argument("--project-dir", dest="project_dir", default=None,
+                        help="project directory (default: $PSTREAM_PROJECT_DIR or ~/.config/pstream)")
+
+
+def _people_options(parser):
+    _project_option(parser)
+    parser.add_argument("--user", default=None,
+                        help="who is acting (default: $PSTREAM_USER, else the OS user); a reviewer must not be the author")
 
 
 def _output_options(parser, what: str):
@@ -168,6 +243,7 @@ def _init(args) -> int:
     from contracts.infer import SampleError, check_sample, profile_rows, propose, read_sample
     from contracts.loader import REF_PATTERN, ContractError
     from contracts.writer import contract_yaml
+    from pipelines.progress import Progress
 
     if not REF_PATTERN.match(args.ref):
         return _err("init", f"--ref '{args.ref}' is not of the form handle/name/1.2.3")
@@ -178,10 +254,11 @@ def _init(args) -> int:
     try:
         pii_flags = {field: _level(value) for field, value in _pairs(args.pii, "FIELD=LEVEL").items()}
         type_flags = {field: value.upper() for field, value in _pairs(args.types, "FIELD=TYPE").items()}
-        sample = read_sample(args.sample, max_rows=args.max_rows)
+        with Progress(f"reading and profiling {args.sample}", enabled=not args.quiet, counts=False):
+            sample = read_sample(args.sample, max_rows=args.max_rows)
+            profiles = profile_rows(sample.rows, text=sample.text, phone_region=args.phone_region) if sample.rows else []
         if not sample.rows:
             return _err("init", f"{args.sample}: no rows to learn from")
-        profiles = profile_rows(sample.rows, text=sample.text, phone_region=args.phone_region)
         proposal = propose(profiles, args.ref, key_field=args.key_field)
         for field, type_name in type_flags.items():
             proposal.set_type(field, type_name)
@@ -199,7 +276,8 @@ def _init(args) -> int:
         if not args.yes:
             _ask_all(proposal)
         contract = proposal.contract()
-        accepted, refused = check_sample(contract, sample.rows, text=sample.text)
+        with Progress("checking the sample against the contract", enabled=not args.quiet, counts=False):
+            accepted, refused = check_sample(contract, sample.rows, text=sample.text)
         verdict = f"The proposed contract accepts {accepted} of the {len(sample.rows)} sampled rows."
         _say("", *proposal.summary(), verdict, *(f"  {n} refused: {why}" for why, n in refused.most_common(5)))
         if not args.yes and _ask(f"Write it to {args.output or 'standard output'}? (y/n)", "y").lower() \
@@ -352,3 +430,150 @@ def _import(args) -> int:
     comments = [f"Imported by `pstream contracts import` from {os.path.basename(args.file)} ({origin}).",
                 "State DRAFT: review it before use.", *lines]
     return _write(args.output, contract_yaml(contract, comments=comments), args.force, "import")
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+def _registry(args):
+    from controlplane.contracts import ContractRegistry
+    from controlplane.project import default_project_dir
+
+    return ContractRegistry(args.project_dir or default_project_dir())
+
+
+def _audit(args):
+    from controlplane.audit import log_for_project
+    from controlplane.project import default_project_dir
+
+    return log_for_project(args.project_dir or default_project_dir())
+
+
+def _create(args) -> int:
+    from contracts.loader import ContractError
+    from controlplane.audit import AuditError
+    from controlplane.contracts import VersionError
+    from controlplane.lifecycle import LifecycleError, current_user
+
+    registry, log = _registry(args), _audit(args)
+
+    def audit(contract, report):
+        details = {"to": "DRAFT"}
+        if report is not None:
+            details.update(previous=report.previous, bump=report.required)
+        log.append("contract", "create", user, target=contract.ref, details=details)
+
+    try:
+        user = current_user(args.user)
+        contract, report = registry.create(args.file, user, before_write=audit)
+    except VersionError as exc:
+        print(exc.report.text(), file=sys.stderr)
+        return _err("create", f"{exc.report.new}: the version number is too small for these changes; nothing stored")
+    except (ContractError, LifecycleError, AuditError, OSError) as exc:
+        return _err("create", exc)
+    if report is not None:
+        print(report.text(), file=sys.stderr)
+    print(f"created {contract.ref} as DRAFT (author {user}) in {contract.source}")
+    _say(f"next: pstream contracts submit {contract.ref}; a reviewer other than {user} approves it; then activate")
+    return 0
+
+
+def _transition(args) -> int:
+    from contracts.loader import ContractError
+    from controlplane.audit import AuditError
+    from controlplane.lifecycle import LifecycleError, current_user
+
+    action = args.lifecycle_action
+    registry, log = _registry(args), _audit(args)
+
+    def audit(record, entry, contract):
+        log.append("contract", action, user, target=contract.ref, reason=entry.get("reason"),
+                   details={"from": entry["from"], "to": entry["to"]})
+
+    try:
+        user = current_user(args.user)
+        record, entry, contract = registry.transition(args.ref, action, user, args.reason, before_write=audit)
+    except (ContractError, LifecycleError, AuditError, OSError) as exc:
+        return _err(action, exc)
+    print(f"{contract.ref}: {entry['from']} -> {entry['to']} ({action} by {user})")
+    if entry["to"] == "DEPRECATED":
+        _say("its events are still accepted, with a warning (gateway header Strm-Contract-State: DEPRECATED)")
+    elif entry["to"] == "ACTIVE":
+        _say("it accepts events now (the gateway sees it within --contract-cache-seconds)")
+    return 0
+
+
+def _row(registry, ref):
+    from contracts.loader import ContractError
+    from controlplane.lifecycle import LifecycleError
+
+    where = registry.where(ref)
+    try:
+        record = registry.record(ref) if where == "project" else None
+        state = registry.get(ref).state
+    except (ContractError, LifecycleError, OSError) as exc:
+        return {"ref": ref, "state": "INVALID", "where": where, "author": None, "updated": None, "problem": str(exc)}
+    last = record.history[-1]["at"] if record and record.history else None
+    return {"ref": ref, "state": state, "where": where, "author": record.author if record else None,
+            "updated": last, "managed": record is not None}
+
+
+def _list(args) -> int:
+    import json
+
+    from controlplane.audit import iso_ms
+
+    registry = _registry(args)
+    rows = [_row(registry, ref) for ref in registry.refs()]
+    if args.state:
+        rows = [r for r in rows if r["state"] == args.state.upper()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        updated = iso_ms(row["updated"])[:19] + "Z" if row.get("updated") else "-"
+        print(f"{row['ref']}\t{row['state']}\t{row['where']}\t{row.get('author') or '-'}\t{updated}")
+    _say(f"{len(rows)} contracts" + (f" in state {args.state.upper()}" if args.state else ""))
+    return 0
+
+
+def _show(args) -> int:
+    import json
+
+    from contracts.loader import ContractError
+    from controlplane.audit import iso_ms
+    from controlplane.lifecycle import LifecycleError
+
+    registry = _registry(args)
+    try:
+        contract = registry.get(args.ref)
+        record = registry.record(args.ref) if registry.where(args.ref) == "project" else None
+    except (ContractError, LifecycleError) as exc:
+        return _err("show", exc)
+    data = {"ref": contract.ref, "state": contract.state, "where": registry.where(args.ref),
+            "file": str(registry.path(args.ref)), "author": record.author if record else None,
+            "history": record.history if record else [], "keyField": contract.key_field,
+            "fields": contract.field_paths(), "pii": contract.pii}
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{contract.ref}: {contract.state} ({data['where']}, {data['file']})")
+    print(f"  accepts events: {'yes' if contract.accepts_events else 'no'}"
+          f"{' (DEPRECATED: with a warning)' if contract.state == 'DEPRECATED' else ''}")
+    if record is None:
+        print("  no lifecycle record (shipped, or not created with `pstream contracts create`)")
+    else:
+        print(f"  author: {record.author}")
+        for entry in record.history:
+            reason = f": {entry['reason']}" if entry.get("reason") else ""
+            print(f"  {iso_ms(entry['at'])[:19]}Z  {entry['action']:<9} {entry['from'] or '-'} -> {entry['to']}"
+                  f"  by {entry['user']}{reason}")
+    print(f"  key field: {contract.key_field}")
+    from controlplane.project import Project, ProjectError
+    try:
+        names = {p.level: p.name for p in Project.open(registry.project_dir).purposes.values()}
+    except ProjectError:
+        names = {}
+    for path in contract.field_paths():
+        level = contract.pii.get(path)
+        purpose = f"{level} ({names[level]})" if level in names else str(level)
+        print(f"  {path}" + (f"  (PII, purpose level {purpose})" if level is not None else ""))
+    return 0

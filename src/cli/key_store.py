@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cli.store_options import add_store_options, local_output, open_kek, open_store
+from cli.store_options import RequestAudit, add_audit_options, add_store_options, local_output, open_kek, open_store
 from privacy.kek import KekError
 from privacy.keystore import KeyStoreError, SqliteKeyStore
 from privacy.lookup import is_hash, lookup_key
@@ -34,6 +34,7 @@ def register(key_actions) -> None:
         description="After forget or purge: PostgreSQL keeps deleted rows in its table files until they are "
         "rewritten; this runs VACUUM FULL on the key tables (SQLite: VACUUM and a truncated log).")
     add_store_options(compact)
+    add_audit_options(compact)
     compact.set_defaults(func=_compact)
     migrate = key_actions.add_parser(
         "migrate", help="upgrade a key store of an older version (plaintext ids) and its keys/ rows to hashes",
@@ -76,13 +77,16 @@ def report_residue(store, command: str) -> None:
 def _compact(args) -> int:
     try:
         store = open_store(args)
+        audit = RequestAudit(args, store, "keys", "compact")
         result = store.compact()
-    except KeyStoreError as exc:
+    except (KeyStoreError, ValueError) as exc:
         print(f"pstream keys compact: {exc}", file=sys.stderr)
         return 2
     print(f"compacted {store.uri}: {result['bytes before']:,} -> {result['bytes after']:,} bytes")
     report_residue(store, "keys compact")
-    return 0 if result["complete"] else 1
+    logged = audit.done("keys compact", {"bytesBefore": result["bytes before"], "bytesAfter": result["bytes after"]},
+                      complete=bool(result["complete"]))
+    return 0 if result["complete"] and logged else 1
 
 
 def _rewrite(ids):

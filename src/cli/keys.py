@@ -17,6 +17,7 @@ import orjson
 from cli.jsonl_files import read_jsonl
 from cli import key_store
 from cli.main import summary
+from cli.plaintext_paths import add_force_option, refuse_plaintext_path
 from cli.policies import register_purge
 from privacy.daead import DecryptError
 from privacy.fields import FieldPlan
@@ -36,6 +37,8 @@ def register(subparsers) -> None:
     export.add_argument("paths", nargs="+", help="keys/ directories, JSONL files or globs (local or URIs)")
     export.add_argument("--kek", required=True, help="the KEK URI the run used, e.g. local://out/kek.json")
     export.add_argument("--output", "-o", default="-", help="file to write: .csv (default format) or .jsonl; - for stdout")
+    export.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
+    add_force_option(export)
     export.set_defaults(func=_export)
     register_purge(actions)  # pstream keys purge (cli/policies.py)
     key_store.register(actions)  # pstream keys compact | migrate (cli/key_store.py)
@@ -49,6 +52,8 @@ def register(subparsers) -> None:
     decrypt.add_argument("--contract", default=None,
                          help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     decrypt.add_argument("--output", "-o", default="-", help="file to write; - for stdout (default)")
+    decrypt.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
+    add_force_option(decrypt)
     decrypt.set_defaults(func=_decrypt)
 
 
@@ -58,9 +63,16 @@ def _open_output(path: str):
 
 
 def _export(args) -> int:
+    from pipelines.progress import track
+
+    problem = refuse_plaintext_path(args.output, "plaintext keys", args.force)
+    if problem:
+        print(f"pstream keys export: {problem}", file=sys.stderr)
+        return 2
     try:
         kek = kek_from_uri(args.kek)
-        rows = list(export_keys((row for _, _, row in read_jsonl(args.paths)), kek))
+        rows = list(track(export_keys((row for _, _, row in read_jsonl(args.paths)), kek), "exporting keys",
+                          enabled=not args.quiet, unit="keys"))
     except (KekError, KeyError, ValueError) as exc:
         print(f"pstream keys export: {exc}", file=sys.stderr)
         return 2
@@ -74,7 +86,12 @@ def _export(args) -> int:
 
 def _decrypt(args) -> int:
     from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+    from pipelines.progress import track
 
+    problem = refuse_plaintext_path(args.output, "decrypted events", args.force)
+    if problem:
+        print(f"pstream decrypt: {problem}", file=sys.stderr)
+        return 2
     try:
         keys = read_key_export(args.keys)
         fixed_plan = FieldPlan(load_contract(args.contract)) if args.contract else None
@@ -84,7 +101,7 @@ def _decrypt(args) -> int:
     plans: dict[str, FieldPlan] = {}
     decrypted = missing = failed = 0
     out = _open_output(args.output)
-    for path, number, event in read_jsonl(args.paths):
+    for path, number, event in track(read_jsonl(args.paths), "decrypting", enabled=not args.quiet, unit="events"):
         meta = event.get("strmMeta") or {}
         plan = fixed_plan
         if plan is None:

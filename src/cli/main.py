@@ -34,7 +34,11 @@ COMMANDS = {
     "decrypt": ("cli.keys", "decrypt the PII fields of encrypted JSONL events with exported keys"),
     "subjects": ("cli.subjects", "data subjects: list, keyLinks, forget, access requests"),
     "policies": ("cli.policies", "retention and legal grounds of keys"),
-    "contracts": ("cli.contracts", "data contracts: propose one from sample data (init), compare versions (diff), ODCS v3 (export, import)"),
+    "report": ("cli.report", "show the report of the last batch run into an output (counts, dead letters, charts)"),
+    "contracts": ("cli.contracts", "data contracts: lifecycle (create, submit, approve, activate, ...), propose one "
+                  "from sample data (init), compare versions (diff), ODCS v3 (export, import)"),
+    "purposes": ("cli.purposes", "names for the project's purpose levels (analytics, marketing, ...)"),
+    "audit": ("cli.audit", "the audit log of contract transitions and data-subject requests: list, verify"),
 }
 COMMAND_MODULES = sorted({module for module, _ in COMMANDS.values()})
 

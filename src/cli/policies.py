@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from cli.key_store import report_residue, store_files
 from cli.main import summary
-from cli.store_options import add_store_options, local_output, open_store
+from cli.store_options import RequestAudit, add_audit_options, add_store_options, local_output, open_store, removed_counts
 from privacy.keyring import DEFAULT_RETENTION_DAYS
 from privacy.keystore import KeyStoreError
 from privacy.policies import Policy
@@ -56,6 +56,7 @@ def register_purge(key_actions) -> None:
     purge.add_argument("--compact", action="store_true",
                        help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
     add_store_options(purge)
+    add_audit_options(purge)
     purge.set_defaults(func=_purge)
 
 
@@ -98,15 +99,21 @@ def _purge(args) -> int:
     try:
         now_ms = parse_moment(args.now)
         store = open_store(args)
+        audit = RequestAudit(args, store, "keys", "purge")   # a log that cannot take the entry: nothing done
         deleted = store.purge_expired(now_ms)
     except (KeyStoreError, ValueError) as exc:
         print(f"pstream keys purge: {exc}", file=sys.stderr)
         return 2
     from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
-    report = scrub_output(local_output(args), set(deleted), extra=args.key_export, skip=store_files(store))
+    report = scrub_output(local_output(args), set(deleted), extra=args.key_export,
+                          skip=store_files(store) + audit.files())
     if args.compact:
         store.compact()
     print(f"purged {len(deleted)} expired keys")
+    if not audit.done("keys purge", {"keysPurged": len(deleted), "filesRead": report.files,
+                                          **removed_counts(report),
+                                          "filesLeft": len(report.left)}, now=now_ms, compact=bool(args.compact)):
+        return 1
     print(report.summary(), file=sys.stderr)
     report_residue(store, "keys purge")
     if report.left:

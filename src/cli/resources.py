@@ -3,6 +3,7 @@
     pstream create stream demo                                   # a pipeline, with credentials
     pstream create stream --derived-from demo --levels 1 --cumulative --masked-fields userId
     pstream create stream demo-marketing --derived-from demo --levels 1,2   # granular
+    pstream create stream --derived-from demo --purposes analytics,marketing  # names of `pstream purposes`
     pstream create stream demo-groups --derived-from demo --levels 1 --cumulative \
         --generalise age=bucket:0,18,30,45,65 --generalise date=truncate:month   # privacy/generalise.py
     pstream list streams
@@ -84,11 +85,15 @@ def register(subparsers) -> None:
 
     stream = kinds.add_parser("stream", help="a pipeline (source stream), or a privacy stream with --derived-from",
                               description="Without --derived-from: a pipeline with a client id and secret. "
-                              "With it: a privacy stream that admits events whose consent covers --levels and "
-                              "decrypts the fields of those purpose levels.")
+                              "With it: a privacy stream that admits events whose consent covers --levels (or "
+                              "--purposes, the project's names of levels: pstream purposes list) and decrypts the "
+                              "fields of those purpose levels.")
     stream.add_argument("name", nargs="?", help="stream name (a privacy stream defaults to <source>-<levels>)")
     stream.add_argument("--derived-from", dest="derived_from", help="source pipeline of a privacy stream")
     stream.add_argument("--levels", help="purpose levels, comma separated, e.g. 1,2")
+    stream.add_argument("--purposes", metavar="NAMES",
+                        help="instead of --levels: purpose names of the project, comma separated, e.g. "
+                        "analytics,marketing (pstream purposes create LEVEL NAME; events keep the levels)")
     mode = stream.add_mutually_exclusive_group()
     mode.add_argument("--cumulative", dest="mode", action="store_const", const="CUMULATIVE",
                       help="levels 0..N are decrypted for events with a highest consent >= N (one level)")
@@ -222,12 +227,13 @@ _SECRET_ONCE = ("the client secret is shown only now: the project keeps only its
                 "(`pstream rotate-credentials {name}` makes a new one)")
 
 
-def privacy_stream_view(stream) -> dict:
+def privacy_stream_view(stream, project=None) -> dict:
     return {
         "ref": {"name": stream.name},
         "linkedStream": stream.source,
         "consentLevelType": stream.mode,
         "consentLevels": stream.levels,
+        "purposes": [project.purpose_label(level) for level in stream.levels] if project is not None else None,
         "maskedFields": {"fieldPatterns": stream.masked_fields, "hash": stream.mask_hash} if stream.masked_fields
         else None,
         "generalise": stream.generalise or None,
@@ -275,9 +281,18 @@ def _cell(value) -> str:
 
 
 # ---------------------------------------------------------------- actions
+def _stream_levels(args, project) -> list[int]:
+    """--levels, or the levels of --purposes' names (one of the two)."""
+    if args.purposes and args.levels:
+        raise ProjectError("give --levels or --purposes, not both")
+    if args.purposes:
+        return project.purpose_levels([n.strip() for n in args.purposes.split(",") if n.strip()])
+    return _levels(args.levels)
+
+
 def _levels(text: str | None) -> list[int]:
     if not text:
-        raise ProjectError("--levels is required for a privacy stream, e.g. --levels 1,2")
+        raise ProjectError("--levels (or --purposes) is required for a privacy stream, e.g. --levels 1,2")
     try:
         return [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
@@ -305,15 +320,15 @@ def _create_stream(args) -> int:
         project = project_of(args)
         if args.derived_from:
             stream = project.create_privacy_stream(
-                args.name, args.derived_from, args.mode or "GRANULAR", _levels(args.levels),
+                args.name, args.derived_from, args.mode or "GRANULAR", _stream_levels(args, project),
                 [f for f in args.masked_fields.split(",") if f], args.mask_seed, args.mask_hash,
                 _generalise(args.generalise))
-            view = privacy_stream_view(stream)
+            view = privacy_stream_view(stream, project)
         else:
             if not args.name:
                 raise ProjectError("give a stream name")
-            if args.levels or args.mode or args.masked_fields or args.generalise:
-                raise ProjectError("--levels, --cumulative/--granular, --masked-fields and --generalise need "
+            if args.levels or args.purposes or args.mode or args.masked_fields or args.generalise:
+                raise ProjectError("--levels, --purposes, --cumulative/--granular, --masked-fields and --generalise need "
                                    "--derived-from")
             view = pipeline_view(project, project.create_pipeline(args.name, args.description))
         project.save()
@@ -471,11 +486,12 @@ def _list(args) -> int:
         rows = []
         for pipeline in project.pipelines.values():
             rows.append({"name": pipeline.name, "type": "pipeline", "source": "", "consent": "",
-                         "levels": [], "enabled": pipeline.enabled})
+                         "levels": [], "purposes": [], "enabled": pipeline.enabled})
         for stream in project.privacy_streams.values():
             rows.append({"name": stream.name, "type": "privacy stream", "source": stream.source,
-                         "consent": stream.mode, "levels": stream.levels, "enabled": True})
-        _print(rows, args.output, ["name", "type", "source", "consent", "levels", "enabled"])
+                         "consent": stream.mode, "levels": stream.levels,
+                         "purposes": [project.purpose_name(v) or "-" for v in stream.levels], "enabled": True})
+        _print(rows, args.output, ["name", "type", "source", "consent", "levels", "purposes", "enabled"])
     elif args.list_kind == "data-connectors":
         if args.output == "json":
             _print([_connector_view(c) for c in project.data_connectors.values()], "json")
@@ -494,7 +510,7 @@ def _get(args) -> int:
             if args.name in project.pipelines:
                 view = pipeline_view(project, project.pipelines[args.name])
             elif args.name in project.privacy_streams:
-                view = privacy_stream_view(project.privacy_streams[args.name])
+                view = privacy_stream_view(project.privacy_streams[args.name], project)
             else:
                 raise ProjectError(f"no stream named '{args.name}'")
         elif args.get_kind == "data-connector":

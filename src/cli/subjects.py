@@ -37,7 +37,8 @@ import time
 
 from cli.key_store import open_ids, report_residue, store_files, subject_hashes
 from cli.main import summary
-from cli.store_options import add_store_options, local_output, open_kek, open_store
+from cli.plaintext_paths import add_force_option, refuse_plaintext_path
+from cli.store_options import RequestAudit, add_audit_options, removed_counts, add_store_options, local_output, open_kek, open_store
 from privacy.daead import SivKey
 from privacy.fields import FieldPlan
 from privacy.kek import KekError
@@ -85,6 +86,7 @@ def register(subparsers) -> None:
     forget.add_argument("--compact", action="store_true",
                         help="then rewrite the key store's files (PostgreSQL: VACUUM FULL), as `pstream keys compact`")
     add_store_options(forget, kek=True)
+    add_audit_options(forget)
     forget.set_defaults(func=_forget)
 
     export = actions.add_parser(
@@ -97,7 +99,10 @@ def register(subparsers) -> None:
     export.add_argument("--contract", default=None,
                         help="contract reference or YAML path; default: each event's strmMeta.eventContractRef")
     export.add_argument("-o", "--report", default="-", help="file to write the report to; - for stdout (default)")
+    export.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
+    add_force_option(export)
     add_store_options(export, kek=True)
+    add_audit_options(export)
     export.set_defaults(func=_export)
 
 
@@ -126,13 +131,16 @@ def _plans(contract: str | None):
     return plan_for
 
 
-def _read_events(files: list[str], links: set[str] | None = None):
-    """Events of the files; with ``links``, other lines are skipped without being parsed."""
+def _read_events(files: list[str], links: set[str] | None = None, progress=None):
+    """Events of the files; with ``links``, other lines are skipped without being parsed.
+    ``progress``: a ``pipelines.progress.Progress`` that counts the lines and bytes scanned."""
     from apache_beam.io.filesystems import FileSystems
 
     for path in files:
         with FileSystems.open(path) as raw:
             for line in iter(raw.readline, b""):
+                if progress is not None:
+                    progress.advance(1, len(line))
                 if not line.strip():
                     continue
                 if links is None or key_link_of_line(line) in links:
@@ -206,20 +214,28 @@ def _forget(args) -> int:
     try:
         subjects = {check_subject_id(s) for s in args.subjects}
         from controlplane.spool_lifecycle import forget_in_output_spool   # a `pstream local` project's spool
+        store = open_store(args)
+        audit = RequestAudit(args, store, "subjects", "forget")   # a log that cannot take the entry: nothing done
         spooled = forget_in_output_spool(args.output, subjects)
         if spooled is not None:
             print(spooled.summary(), file=sys.stderr)
-        store = open_store(args)
         hashes = subject_hashes(args, store, sorted(subjects), args.hashed)
         deleted = store.delete_subjects(hashes.values())
     except (KeyStoreError, KekError, ValueError) as exc:
         return _fail("forget", exc)
     from cli.export_files import scrub_output   # Beam's file systems: not imported for --help
     report = scrub_output(local_output(args), set(deleted), set(hashes.values()),
-                          set() if args.hashed else subjects, extra=args.key_export, skip=store_files(store))
+                          set() if args.hashed else subjects, extra=args.key_export,
+                          skip=store_files(store) + audit.files())
     if args.compact:
         store.compact()
     print(f"deleted {len(deleted)} keys")
+    if not audit.done("subjects forget", {
+            "subjects": len(subjects), "keysDeleted": len(deleted), "filesRead": report.files,
+            **removed_counts(report), "filesLeft": len(report.left),
+            "spoolEventsRemoved": spooled.events_removed if spooled is not None else 0},
+            hashed=bool(args.hashed), compact=bool(args.compact)):
+        return 1
     print(f"{report.summary()} in {time.monotonic() - started:.2f} s", file=sys.stderr)
     report_residue(store, "subjects forget")
     if report.left:
@@ -233,9 +249,14 @@ def _forget(args) -> int:
 def _export(args) -> int:
     from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
 
+    problem = refuse_plaintext_path(args.report, "an access report (personal data)", args.force)
+    if problem:
+        print(f"pstream subjects export: {problem}", file=sys.stderr)
+        return 2
     try:
         subject = check_subject_id(args.subject)
         store = open_store(args)
+        audit = RequestAudit(args, store, "subjects", "export")   # a log that cannot take the entry: nothing done
         kek = open_kek(args)
         records = store.keys_of_subjects([open_ids(args, store).subject_hash(subject)])
         keys = {r.key_link: SivKey(r.key_id, kek.unwrap(r.wrapped_key, r.key_link.encode())) for r in records}
@@ -245,7 +266,10 @@ def _export(args) -> int:
         return _fail("export", exc)
     from cli.export_files import encrypted_files   # Beam's file systems: not imported for --help
     files = encrypted_files(args.paths or args.output, key_days(records)) if records else []
-    report = access_report(subject, records, keys, _read_events(files, set(keys)), plan_for, policies)
+    from pipelines.progress import Progress, input_bytes
+    total = sum(input_bytes(f) or 0 for f in files) if files and not args.quiet else None
+    with Progress("scanning encrypted events", total_bytes=total, enabled=not args.quiet, unit="lines") as progress:
+        report = access_report(subject, records, keys, _read_events(files, set(keys), progress), plan_for, policies)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.report == "-":
         sys.stdout.write(text)
@@ -255,4 +279,7 @@ def _export(args) -> int:
     print(f"{report['recordCount']} records of {len(records)} keys in {len(files)} files"
           f"{'; ' + str(report['undecryptable']) + ' undecryptable' if report['undecryptable'] else ''}",
           file=sys.stderr)
-    return 0
+    counts = {"subjects": 1, "keys": len(records), "records": report["recordCount"], "filesRead": len(files),
+              "undecryptable": report["undecryptable"]}
+    return 0 if audit.done("subjects export", counts, to="stdout" if args.report == "-" else "file") else 1
+

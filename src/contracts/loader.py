@@ -104,10 +104,15 @@ def load_contract_ref(ref: str, extra_dirs: list[str | Path] | None = None) -> C
     return contract
 
 
+def is_contract_path(text: str) -> bool:
+    """Whether ``load_contract`` reads ``text`` as a YAML file path (else: a reference)."""
+    return text.endswith((".yaml", ".yml")) or os.path.sep in text and Path(text).is_file()
+
+
 def load_contract(ref_or_path: str | Path, extra_dirs: list[str | Path] | None = None) -> Contract:
     """Load a contract by reference (``handle/name/version``) or by YAML file path."""
     text = str(ref_or_path)
-    if text.endswith((".yaml", ".yml")) or os.path.sep in text and Path(text).is_file():
+    if is_contract_path(text):
         path = Path(text)
         if not path.is_file():
             raise ContractError(f"{path}: no such contract file")

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 SCALAR_TYPES = ("STRING", "BOOLEAN", "FLOAT", "INTEGER", "LONG")
 NODE = "NODE"
 ACTIVE = "ACTIVE"
-STATES = ("DRAFT", "IN_REVIEW", "APPROVED", ACTIVE, "DEPRECATED", "ARCHIVED")  # as contract.schema.json
+DEPRECATED = "DEPRECATED"
+STATES = ("DRAFT", "IN_REVIEW", "APPROVED", ACTIVE, DEPRECATED, "ARCHIVED")  # as contract.schema.json
+ACCEPTING = (ACTIVE, DEPRECATED)   # the states whose contracts accept events (DEPRECATED: with a warning)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class Contract:
     @property
     def is_active(self) -> bool:
         return self.state == ACTIVE
+
+    @property
+    def accepts_events(self) -> bool:
+        """ACTIVE or DEPRECATED (controlplane.lifecycle): the gateway and the pipelines take its events."""
+        return self.state in ACCEPTING
 
     def node(self, path: str) -> Node | None:
         """The node at a '/'-joined path, or None."""

@@ -12,6 +12,9 @@ gateway and the local loop read.
     project.create_data_connector({"name": "lake", "kind": "s3", "bucket": "acme-lake",
                                    "credentials": {"file": "/run/secrets/aws-key.json"}})
     project.create_batch_exporter("demo-1", "lake", path_prefix="events")
+    project.create_purpose(1, "analytics", "product analytics")   # a name for purpose level 1
+    project.purpose_levels(["analytics"])       # [1]; ProjectError naming an unknown name
+    project.purpose_label(1)                    # '1 (analytics)'; '4' for a level without a name
     for record, exporter in project.pipeline_exporters("demo"):   # pipelines.connectors.Exporter
         exporter.directory                                         # 's3://acme-lake/events'
     project.save()
@@ -196,11 +199,26 @@ class BatchExporter:
         return asdict(self)
 
 
+@dataclass
+class Purpose:
+    """A name for a purpose level: what consent to that level is for. Levels stay the wire format
+    (events' consentLevels, contracts' purposeLevel); the names are for people."""
+
+    level: int
+    name: str
+    description: str = ""
+    created_at: int = 0
+
+    def to_file(self) -> dict:
+        return asdict(self)
+
+
 _SECTIONS = {
     "pipelines": Pipeline,
     "privacy_streams": PrivacyStream,
     "data_connectors": DataConnector,
     "batch_exporters": BatchExporter,
+    "purposes": Purpose,
 }
 
 
@@ -242,6 +260,7 @@ class Project:
         self.privacy_streams: dict[str, PrivacyStream] = {}
         self.data_connectors: dict[str, DataConnector] = {}
         self.batch_exporters: dict[str, BatchExporter] = {}
+        self.purposes: dict[str, Purpose] = {}   # by name
         self.settings: dict = {}
         self._clients: dict[str, Pipeline] | None = None
 
@@ -280,7 +299,10 @@ class Project:
                     check_name(section, item.name)   # also here: names become file names
                 except ProjectError as exc:
                     raise ProjectError(f"{path}: {exc}") from None
-                key = (section if section in ("data_connectors", "batch_exporters") else "streams", item.name)
+                key = (section if section in ("data_connectors", "batch_exporters", "purposes") else "streams",
+                       item.name)
+                if kind is Purpose and any(p.level == item.level for p in project.purposes.values()):
+                    raise ProjectError(f"{path}: purposes: level {item.level} is named twice")
                 if key in names:
                     raise ProjectError(f"{path}: {section}: '{item.name}' is defined twice")
                 names.add(key)
@@ -555,3 +577,39 @@ class Project:
         except ProjectError:
             return None
 
+
+    # ------------------------------------------------------------- purposes
+    def create_purpose(self, level: int, name: str, description: str = "") -> Purpose:
+        """Name a purpose level; ProjectError when the level or the name is taken."""
+        check_name("purpose", name)
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 1_000_000:
+            raise ProjectError(f"purpose level '{level}': a whole number from 0")
+        if name in self.purposes:
+            raise ProjectError(f"a purpose named '{name}' exists (level {self.purposes[name].level})")
+        taken = self.purpose_name(level)
+        if taken:
+            raise ProjectError(f"purpose level {level} is named '{taken}' already")
+        purpose = Purpose(level, name, description, _now_ms())
+        self.purposes[name] = purpose
+        return purpose
+
+    def purpose_name(self, level: int) -> str | None:
+        return next((p.name for p in self.purposes.values() if p.level == level), None)
+
+    def purpose_label(self, level: int) -> str:
+        """'1 (analytics)' for a named level, '1' for another."""
+        name = self.purpose_name(level)
+        return f"{level} ({name})" if name else str(level)
+
+    def purpose_levels(self, names) -> list[int]:
+        """The levels of purpose names (a name that is a number is that level); ProjectError for an unknown name."""
+        levels = []
+        for name in names:
+            if name in self.purposes:
+                levels.append(self.purposes[name].level)
+            elif isinstance(name, str) and name.isdigit():
+                levels.append(int(name))
+            else:
+                known = ", ".join(f"{p.name} ({p.level})" for p in sorted(self.purposes.values(), key=lambda p: p.level))
+                raise ProjectError(f"no purpose named '{name}' (known: {known or 'none; pstream purposes create LEVEL NAME'})")
+        return levels

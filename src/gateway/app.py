@@ -16,7 +16,9 @@ Endpoints:
   ``application/x-avro-binary`` (Avro binary of ``contracts.avro.avro_schema``). Answers 204 once
   the event is in the pipeline's spool (fsynced), or, with a ``publisher`` (``gateway.publish``),
   once Pub/Sub or Kafka acknowledged it (503 if it did not); 400 with the reference's text for a bad event
-  or an unknown / inactive contract or a malformed ``Strm-Schema-Ref``; 401 without a valid token
+  or an unknown contract, one whose lifecycle state accepts no events (``Schema '<ref>' is not active
+  (state DRAFT)``: only ACTIVE and DEPRECATED do; a DEPRECATED one's 204 carries
+  ``Strm-Contract-State: DEPRECATED``) or a malformed ``Strm-Schema-Ref``; 401 without a valid token
   (a malformed one included); 403 for a token of another pipeline or a disabled one; 413 over
   ``max_event_bytes``; 415 for another serialization type. Timeouts, header size and connection
   caps are the server's (``gateway.connections``: 408, 431, 503).
@@ -55,7 +57,8 @@ from gateway.metrics import Metrics
 from controlplane.project import Project, ProjectError
 from gateway.problems import ProblemLog
 from gateway.publish import EventPublisher, PublishError
-from gateway.registry import SHIPPED_CONTRACTS, ContractRegistry, Refused
+from controlplane.contracts import ContractRegistry
+from gateway.registry import ContractCache, Refused
 from gateway.settings import GatewaySettings
 from gateway.spool import Spool
 from gateway.tail import tail_jsonl, visible_jsonl
@@ -68,6 +71,8 @@ MAX_TOKEN_BYTES = 4096
 _CLOSE = [(b"connection", b"close")]
 _KINDS = {b"application/json": JSON, b"application/x-avro-binary": AVRO_BINARY}
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
+_NO_CONTENT_DEPRECATED = {"type": "http.response.start", "status": 204,
+                          "headers": [(b"strm-contract-state", b"DEPRECATED")]}   # accepted, with a warning
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _random_bits = random.getrandbits  # the nonce is a dedupe aid, not a secret
 
@@ -82,11 +87,11 @@ class _Disconnected(Exception):
 class _Contract:
     """What the hot path needs of one contract: its validator and parsed Avro schema."""
 
-    __slots__ = ("ref", "validator", "avro", "active")
+    __slots__ = ("ref", "validator", "avro", "accepted")
 
     def __init__(self, contract):
         self.ref = contract.ref
-        self.active = contract.is_active
+        self.accepted = _NO_CONTENT_DEPRECATED if contract.state == "DEPRECATED" else _NO_CONTENT
         self.validator = EventValidator(contract)
         self.avro = fastavro.parse_schema(avro_schema(contract))
 
@@ -106,8 +111,8 @@ class GatewayApp:
         self._project = Project.open(self.project_dir)
         self._project_mtime = self._mtime()
         self._project_checked = 0.0
-        self.contracts = ContractRegistry(
-            [self._project.contracts_dir(), SHIPPED_CONTRACTS], build=_Contract,
+        self.contracts = ContractCache(
+            ContractRegistry(self.project_dir, contracts_path=False), build=_Contract,
             max_bytes=settings.max_contract_bytes, ttl_seconds=settings.contract_cache_seconds,
             max_entries=settings.contract_cache_size, problems=self.problems)
         self._metrics_token = _read_token_file(settings.metrics_token_file) if settings.metrics_token_file else None
@@ -337,7 +342,7 @@ class GatewayApp:
                                      logging.ERROR)
                 raise _Reject(503, "Event could not be stored, try again") from None
         self.metrics.accepted += 1
-        await send(_NO_CONTENT)
+        await send(contract.accepted)
         await send(_EMPTY_BODY)
 
     async def _token(self, scope, receive, send):

@@ -168,6 +168,27 @@ def _local_key_store(output: str) -> str:
     return "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
 
 
+def _load_contract(ref_or_path: str) -> Contract:
+    """A path, or a reference: the default project's own contract (``pstream contracts create``,
+    its state from the lifecycle record, as the gateway sees it) when the project has it, else a
+    shipped or ``CONTRACTS_PATH`` one."""
+    from contracts.loader import is_contract_path
+
+    if not is_contract_path(ref_or_path):
+        from controlplane.contracts import ContractRegistry
+        from controlplane.project import default_project_dir
+
+        from controlplane.lifecycle import LifecycleError
+
+        registry = ContractRegistry(default_project_dir())
+        try:
+            if registry.where(ref_or_path) == "project":
+                return registry.get(ref_or_path)
+        except LifecycleError as exc:
+            raise ContractError(str(exc)) from None
+    return load_contract(ref_or_path)
+
+
 def _local_kek(output: str) -> str:
     return "local://" + os.path.abspath(os.path.join(output, "kek.json"))
 
@@ -270,7 +291,7 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     if not contract_ref:
         raise ConfigError(f"{source}: 'contract' is missing (a reference or a YAML path; or --contract)")
     try:
-        contract = load_contract(contract_ref)
+        contract = _load_contract(str(contract_ref))
     except ContractError as exc:
         raise ConfigError(str(exc)) from None
     try:

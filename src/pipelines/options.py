@@ -50,6 +50,8 @@ class PrivacyPipelineOptions(PipelineOptions):
                                 "records (k >= 2).")
         group.add_argument("--quasi_identifiers", default=None,
                            help="micro_aggregation: comma-separated fields; default: the contract's isQuasiId fields.")
+        group.add_argument("--allow_draft_contract", default=None, nargs="?", const=True, type=_bool,
+                           help="Run on a contract whose lifecycle state accepts no events (DRAFT, IN_REVIEW, APPROVED), to try it out; without it such a run is refused (exit 2). ARCHIVED contracts are refused even so.")
         group.add_argument("--write_mode", default=None, choices=["replace", "append", "fail"],
                            help="What a batch run does with an output that already holds runs: replace (default: "
                                 "when this run commits, its files replace the earlier ones, so a rerun never "

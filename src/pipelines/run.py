@@ -19,6 +19,9 @@ A batch run is one commit (``transforms.write_jsonl``): readers see all of its f
 run's files replace them when it commits, so running the same command twice leaves one copy),
 ``append`` or ``fail``. Before writing, a run removes what killed runs left behind; the summary
 says so. A run that fails in this process removes its own temp files before exiting.
+
+After a local batch run has committed, ``<output>/_report.json`` and ``_report.html`` describe it
+(``pipelines.run_report``; ``pstream report OUT`` shows it in the terminal).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines import micro_aggregation
+from pipelines import micro_aggregation, run_report
 from pipelines.config import MICRO_AGGREGATION, ConfigError, PipelineConfig, is_remote, load_config
 from pipelines.connectors import ConnectorError
 from pipelines.example_data import write_webshop_csv
@@ -46,6 +49,7 @@ from pipelines.graph import build_batch_graph, output_run
 from pipelines.incremental import save_watermark
 from pipelines.sources import SourceConfigError, prepare_database
 from pipelines.options import PrivacyPipelineOptions
+from pipelines.progress import input_progress
 from pipelines.stream_options import StreamingSourceOptions
 from pipelines.streaming import is_remote_runner, job_id, reads_a_stream, run_streaming
 from transforms.read_input import infer_format
@@ -98,6 +102,8 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, PrivacyPipelineOptions
     )
     PrivacyPipelineOptions._add_argparse_args(parser)
     StreamingSourceOptions._add_argparse_args(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress line (it is shown only on a terminal, "
+                        "for runs longer than a few seconds)")   # taken out of argv by run(), never Beam's
     parser.parse_known_args(argv)  # --help and bad values of our own options stop here
     unknown = unknown_arguments(argv)
     if unknown:
@@ -162,6 +168,30 @@ def check_csv_headers(config: PipelineConfig, paths: list[str]) -> None:
                                   "every row needs it")
 
 
+def accepted_contract(contract, allow_draft: bool, echo=print):
+    """The contract a run may use: ACTIVE as it is; DEPRECATED with a warning; DRAFT, IN_REVIEW and
+    APPROVED only with ``--allow_draft_contract`` (then treated as ACTIVE for this run, said on the
+    console); ARCHIVED never. ConfigError (exit 2) otherwise."""
+    from dataclasses import replace
+
+    from contracts.model import ACTIVE, DEPRECATED
+
+    if contract.state == ACTIVE:
+        return contract
+    if contract.state == DEPRECATED:
+        echo(f"warning: contract {contract.ref} is DEPRECATED: its events are still accepted; move to a newer version")
+        return contract
+    if contract.state == "ARCHIVED":
+        raise ConfigError(f"contract {contract.ref} is ARCHIVED: it accepts no events (create a new version)")
+    if not allow_draft:
+        raise ConfigError(f"contract {contract.ref} is not active (state {contract.state}): only ACTIVE and "
+                          "DEPRECATED contracts accept events; activate it (pstream contracts activate) or try it "
+                          "out with --allow_draft_contract")
+    echo(f"warning: contract {contract.ref} is {contract.state}, used as ACTIVE for this run "
+         "(--allow_draft_contract): not for production data")
+    return replace(contract, state=ACTIVE)
+
+
 def no_pii_warning(config: PipelineConfig) -> str | None:
     """The summary's line for a contract without PII fields (nothing is encrypted), or None."""
     if config.contract.pii:
@@ -208,12 +238,15 @@ def summarize(values: dict[str, int], config: PipelineConfig) -> tuple[list[tupl
 
 def run(argv: list[str] | None = None, echo=print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = "--quiet" in argv
+    argv = [arg for arg in argv if arg != "--quiet"]
     options, privacy = parse_args(argv)
     standard = options.view_as(StandardOptions)
     standard.streaming = standard.streaming or reads_a_stream(options)
     FileSystems.set_options(options)  # a remote config or input is read before the pipeline exists
     try:
         config = load_config(privacy.config, {name: getattr(privacy, name) for name in OVERRIDES})
+        config.contract = accepted_contract(config.contract, bool(privacy.allow_draft_contract), echo)
         if not standard.streaming:
             prepare(config, echo)
         config.retention_policies()  # a contract's retention policy must be in the key store: refused here, not later
@@ -224,12 +257,14 @@ def run(argv: list[str] | None = None, echo=print) -> int:
     no_pii = no_pii_warning(config)
     if no_pii:
         _LOG.warning(no_pii)
-    return run_config(config, options, exports.exporters, echo)
+    return run_config(config, options, exports.exporters, echo, progress=not quiet)
 
 
-def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print) -> int:
+def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), echo=print,
+               progress: bool = False) -> int:
     """Run the job of a config already made (``load_config``, or ``PipelineConfig.build`` in the
-    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up."""
+    local loop) with its exporters (``prepare_exports``): 0, or 1 when the counts do not add up.
+    ``progress``: a progress line on a terminal while a local batch job runs (``pipelines.progress``)."""
     standard = options.view_as(StandardOptions)
     no_pii = no_pii_warning(config)
     if standard.streaming:
@@ -256,11 +291,12 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         build_batch_graph(pipeline, config, exporters=exporters, run=run_outputs)
     incremental = config.database is not None and config.database.incremental
     try:
-        result = pipeline.run()
-        if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
-            echo(f"submitted to {standard.runner}: {job_id(result)}")
-            return 0
-        state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
+        with input_progress(config, enabled=progress and not is_remote_runner(options)):
+            result = pipeline.run()
+            if is_remote_runner(options) and not incremental:  # Dataflow, Flink: the job's counters are in its console
+                echo(f"submitted to {standard.runner}: {job_id(result)}")
+                return 0
+            state = result.wait_until_finish()   # incremental: the watermark is saved only after the run finished
     except BaseException as exc:  # the job ended here without its commit: leave nothing behind
         run_outputs.abort()
         if isinstance(exc, OutputExistsError) or isinstance(exc.__cause__, OutputExistsError):
@@ -297,6 +333,7 @@ def run_config(config: PipelineConfig, options: PipelineOptions, exporters=(), e
         for line in micro_aggregation.report_lines(report):
             echo(line)
         failed = failed or "error" in report
+    run_report.after_run(config, values, result, run_outputs.run_id, elapsed, echo)
     if not failed and incremental:
         echo(f"incremental state: {save_watermark(config)} (read up to {config.database.until})")
     return 1 if failed else 0

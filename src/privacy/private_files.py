@@ -79,3 +79,29 @@ def private_file(path: str | os.PathLike) -> None:
         _narrow(fd)
     finally:
         os.close(fd)
+
+
+def replace_private(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and owner-only: a 0600 temp file in the same
+    directory, written, fsynced and renamed over ``path`` (a reader sees the old file or the new
+    one, never half of one); the temp file is removed if anything fails.
+
+        replace_private("project/contracts/acme/Shop/1.0.0.lifecycle.json", b"{...}")
+    """
+    import secrets
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    private_dirs(directory)
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise

@@ -29,6 +29,7 @@ from apache_beam.metrics import Metrics
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
 from contracts.table_rows import text_form
+from transforms import read_progress
 from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
 from transforms.postgres_ranges import PostgresSource, plan_read, read_range
 
@@ -53,6 +54,7 @@ class _RowsToEvents:
 
     def convert(self, position: str, row: dict):
         self.rows_read.inc()
+        read_progress.advance(1)   # the progress line's rows (no input bytes for a table)
         try:
             return _timestamped(position, self.batch_input.to_event(row))
         except EventError as err:

@@ -38,6 +38,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
+from transforms import read_progress
 from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
 from transforms.worker_tuning import tune_worker
 
@@ -255,6 +256,7 @@ class _ParseRowsFn(beam.DoFn):
             text = _text(raw)
             if start:
                 text.seek(start)
+            read_at = start or 0   # the progress display's bytes (transforms.read_progress)
             if self.input_format == "csv":
                 rows = csv_rows(text, path, header, first_line, records, self.field_names)
             else:
@@ -262,6 +264,8 @@ class _ParseRowsFn(beam.DoFn):
             try:
                 for position, row, problem in rows:
                     count += 1
+                    if not count % read_progress.EVERY:
+                        read_at = read_progress.advance(read_progress.EVERY, raw, read_at)
                     if problem:
                         yield self._reject(position, problem)
                         continue
@@ -282,6 +286,7 @@ class _ParseRowsFn(beam.DoFn):
                         yield position, event
             finally:
                 self.rows_read.inc(count)
+                read_progress.advance(count % read_progress.EVERY, raw, read_at)
 
 
 class ReadBatchInput(beam.PTransform):

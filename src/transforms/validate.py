@@ -8,7 +8,8 @@
     check = ContractCheck({contract.ref: contract})     # the same decision, without Beam
     event, dead = check("in.csv:7", event)             # exactly one of the two is None
 
-The contract is looked up by ``strmMeta.eventContractRef``; unknown or not ACTIVE contracts and
+The contract is looked up by ``strmMeta.eventContractRef``; unknown contracts, contracts whose state accepts no events (only ACTIVE and
+DEPRECATED do) and
 everything ``contracts.events.EventValidator`` refuses are dead letters. An unknown reference
 appears in the dead letter only in ``describe_ref``'s bounded, sanitised form. Valid events
 keep their position, so that later stages' dead letters can name it.
@@ -30,7 +31,7 @@ class ContractCheck:
 
     def __init__(self, contracts: dict[str, Contract]):
         self.contracts = contracts
-        self.validators = {ref: EventValidator(c) for ref, c in contracts.items() if c.is_active}
+        self.validators = {ref: EventValidator(c) for ref, c in contracts.items() if c.accepts_events}
         self.failures = FailureLog("validate")
 
     def __call__(self, position: str, event) -> tuple[dict | None, dict | None]:
@@ -43,7 +44,7 @@ class ContractCheck:
             elif ref.__class__ is not str:
                 reason = "strmMeta.eventContractRef is not a text"
             elif ref in self.contracts:
-                reason = f"contract '{ref}' is not ACTIVE"
+                reason = f"contract '{ref}' is not active (state {self.contracts[ref].state})"
             else:
                 reason = f"unknown contract '{describe_ref(ref)}'"
             return None, dead_letter(position, "validate", reason, contract_label(ref, self.contracts))
