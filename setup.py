@@ -12,6 +12,7 @@ Dataflow / Flink workers install only ``install_requires`` (the graph's needs) t
 - ``notebook``: what the workshop notebook's cells import (pandas, faker, arrow), so that its data
   generator cell runs unchanged
 - ``test``: the workshop and the test tools (``.ci/run``)
+- ``bench``: benchmark-only dependencies: pyspark for ``benchmarks/pipeline.py``'s PySpark variant
 """
 from setuptools import find_packages, setup
 
