@@ -59,13 +59,13 @@ import hmac
 import os
 import re
 import secrets
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from privacy.masking import DEFAULT_MASK_HASH, MURMUR3
+from privacy.private_files import replace_private
 from privacy.streams import CUMULATIVE, GRANULAR, StreamSpec
 
 PROJECT_DIR_ENV = "PSTREAM_PROJECT_DIR"
@@ -320,20 +320,10 @@ class Project:
         self.directory.mkdir(parents=True, exist_ok=True)
         data = {section: [item.to_file() for item in getattr(self, section).values()] for section in _SECTIONS}
         data["settings"] = self.settings
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".project-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write("# pstream project: pipelines, privacy streams, data connectors, batch exporters.\n"
-                             "# Format: src/schemas/project.schema.json. Keep it private (mode 0600).\n")
-                yaml.safe_dump(data, handle, sort_keys=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o600)
-            os.replace(temp, self.path)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
+        text = ("# pstream project: pipelines, privacy streams, data connectors, batch exporters.\n"
+                "# Format: src/schemas/project.schema.json. Keep it private (mode 0600).\n"
+                + yaml.safe_dump(data, sort_keys=False))
+        replace_private(self.path, text.encode("utf-8"))
 
     def pipeline(self, name: str) -> Pipeline:
         try:

@@ -50,7 +50,8 @@ from pathlib import Path
 import orjson
 
 from controlplane.project import BatchExporter, Pipeline, Project, ProjectError
-from controlplane.spool_lifecycle import HELD_DIR, expire_segments, held_files, spool_lock, write_private
+from controlplane.spool_lifecycle import HELD_DIR, expire_segments, held_files, spool_lock
+from privacy.private_files import replace_private
 from gateway.spool import closed_segments
 from gateway.tail import visible_jsonl
 
@@ -76,7 +77,7 @@ class _State:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(self.path, json.dumps(self.data).encode())
+        replace_private(self.path, json.dumps(self.data).encode())
 
 
 class LocalLoop:
@@ -167,7 +168,7 @@ class LocalLoop:
         try:
             for ref, lines in sorted(groups.items()):
                 input_path = work / f"{segments[0].stem if segments else 'held'}-{_safe(ref)}.jsonl"
-                write_private(input_path, b"\n".join(lines) + b"\n")
+                replace_private(input_path, b"\n".join(lines) + b"\n")
                 self._run(project, pipeline, contracts[ref], input_path)
                 count += len(lines)
         finally:
@@ -183,7 +184,7 @@ class LocalLoop:
         held = spool / HELD_DIR
         held.mkdir(exist_ok=True, mode=0o700)
         target = held / f"{sources[0].rsplit('.jsonl', 1)[0]}~{_safe(ref)}.jsonl"
-        write_private(target, b"\n".join(lines) + b"\n")   # the same name on a repeated pass: no copies
+        replace_private(target, b"\n".join(lines) + b"\n")   # the same name on a repeated pass: no copies
         self._say_once(f"{pipeline.name}: {len(lines)} events of contract '{_safe(ref)}' held in {held}, "
                        f"not processed: {exc}")
 

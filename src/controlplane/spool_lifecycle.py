@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import orjson
 
 from gateway.spool import OPEN_SUFFIX, SEGMENT_SUFFIX, closed_segments
+from privacy.private_files import replace_private
 from gateway.spool import _fsync_dir as fsync_dir   # the spool's own: renames are durable once it returns
 
 HELD_DIR = "held"          # spool/<id>/held/: events whose contract cannot be resolved now
@@ -53,22 +53,6 @@ def spool_lock(spool_dir: Path):
         yield
     finally:
         os.close(fd)   # releases the lock
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: a 0600 temp file in the same directory, fsynced, renamed."""
-    temp = path.with_name(f".rewrite-{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def expire_segments(spool_dir: Path, processed: set[str], retention_seconds: float = 0.0,
@@ -169,7 +153,7 @@ def forget_in_spool(project_dir: Path, spool_dir: Path, subjects: set[str]) -> F
             if not removed:
                 continue
             if kept:
-                write_private(path, b"".join(kept))
+                replace_private(path, b"".join(kept))
             else:
                 path.unlink()
                 fsync_dir(path.parent)

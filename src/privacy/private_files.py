@@ -84,7 +84,8 @@ def private_file(path: str | os.PathLike) -> None:
 def replace_private(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically and owner-only: a 0600 temp file in the same
     directory, written, fsynced and renamed over ``path`` (a reader sees the old file or the new
-    one, never half of one); the temp file is removed if anything fails.
+    one, never half of one, also after a crash: the directory is fsynced too); the temp file is
+    removed if anything fails.
 
         replace_private("project/contracts/acme/Shop/1.0.0.lifecycle.json", b"{...}")
     """
@@ -105,3 +106,17 @@ def replace_private(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+    _fsync_dir(directory)   # the rename itself survives a crash
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
