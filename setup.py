@@ -12,6 +12,7 @@ Dataflow / Flink workers install only ``install_requires`` (the graph's needs) t
 - ``notebook``: what the workshop notebook's cells import (pandas, faker, arrow), so that its data
   generator cell runs unchanged
 - ``test``: the workshop and the test tools (``.ci/run``)
+- ``bench``: benchmark-only dependencies: pyspark for ``benchmarks/pipeline.py``'s PySpark variant
 """
 from setuptools import find_packages, setup
 
@@ -88,6 +89,9 @@ setup(
         "notebook": NOTEBOOK,
         "analytics": [                  # on-the-fly decryption in DuckDB (privacy.onthefly_duckdb)
             "duckdb>=1.3,<3",
+        ],
+        "bench": [                      # benchmarks/pipeline.py's variant (d), a PySpark local[2] job
+            "pyspark>=3.5,<5",
         ],
         "kafka": [                      # the gateway's Kafka publisher (gateway.publish_kafka)
             "confluent-kafka>=2.3,<3",

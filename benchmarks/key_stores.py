@@ -1,16 +1,20 @@
 """Key-store and on-the-fly decryption throughput, SQLite against PostgreSQL, measured in one run.
 
-    python -m benchmarks.key_stores [--pairs 20000] [--batch 2000] [--pg postgresql://127.0.0.1/test]
+    python -m benchmarks.key_stores [--pairs 20000] [--batch 2000] [--rounds 3] [--pg postgresql://127.0.0.1/test]
 
 Prints, for each backend: new keys per second through ``KeyRing.keys_for`` (the pipeline's
 path: look-up, generate, wrap, insert with the unique constraint deciding, read back), keys per
 second for a second ring resolving the same pairs (a later run the same day), and rows per second
-that ``StoreKeys.decrypt_many`` (the DuckDB function's body) decrypts. Then the ratios.
-A PostgreSQL schema ``pstream_bench_<random>`` is created and dropped.
+that ``StoreKeys.decrypt_many`` (the DuckDB function's body) decrypts. Rounds are interleaved
+(SQLite, PostgreSQL, SQLite, ...) with fresh stores each; the medians of the rates and of the
+per-round ratios are printed, with the load average. A PostgreSQL schema
+``pstream_bench_<random>`` is created and dropped per round.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -50,24 +54,31 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--pg", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3); medians are printed")
     args = parser.parse_args()
     pairs = [(f"user-{i}", "2024-03-01") for i in range(args.pairs)]
-    with tempfile.TemporaryDirectory() as tmp:
-        kek = LocalKek.create(Path(tmp) / "kek.json")
-        pg_uri = f"{args.pg}?schema=pstream_bench_{uuid.uuid4().hex[:8]}"
-        results = {"sqlite": measure(f"sqlite://{tmp}/keystore.sqlite", kek, pairs, args.batch)}
-        try:
-            results["postgresql"] = measure(pg_uri, kek, pairs, args.batch)
-        finally:
-            store = open_key_store(pg_uri)
-            store.drop_schema()
-    print(f"{args.pairs:,} (value, day) pairs in batches of {args.batch:,}")
+    runs: dict[str, list[dict]] = {"sqlite": [], "postgresql": []}
+    load = os.getloadavg()
+    for number in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            kek = LocalKek.create(Path(tmp) / "kek.json")
+            pg_uri = f"{args.pg}?schema=pstream_bench_{uuid.uuid4().hex[:8]}"
+            runs["sqlite"].append(measure(f"sqlite://{tmp}/keystore.sqlite", kek, pairs, args.batch))
+            try:
+                runs["postgresql"].append(measure(pg_uri, kek, pairs, args.batch))
+            finally:
+                store = open_key_store(pg_uri)
+                store.drop_schema()
+    print(f"{args.pairs:,} (value, day) pairs in batches of {args.batch:,}; median of {args.rounds} interleaved "
+          f"rounds; load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"{'backend':<12}{'new keys/s':>14}{'reused keys/s':>16}{'decrypted rows/s':>18}")
-    for name, r in results.items():
+    for name, results in runs.items():
+        r = {k: statistics.median(x[k] for x in results) for k in results[0]}
         print(f"{name:<12}{r['created']:>14,.0f}{r['reused']:>16,.0f}{r['decrypted']:>18,.0f}")
-    sq, pg = results["sqlite"], results["postgresql"]
-    print(f"postgresql / sqlite: new keys {pg['created'] / sq['created']:.2f}x, reused {pg['reused'] / sq['reused']:.2f}x, "
-          f"decrypt {pg['decrypted'] / sq['decrypted']:.2f}x")
+    ratio = {k: statistics.median(pg[k] / sq[k] for sq, pg in zip(runs["sqlite"], runs["postgresql"]))
+             for k in ("created", "reused", "decrypted")}
+    print(f"postgresql / sqlite (median of per-round ratios): new keys {ratio['created']:.2f}x, "
+          f"reused {ratio['reused']:.2f}x, decrypt {ratio['decrypted']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,34 +1,44 @@
-"""Throughput, memory and scaling of the batch pipeline against a plain Python loop doing the same work.
+"""Throughput, memory and scaling of the batch pipeline against a plain loop and PySpark, same work.
 
-    python -m benchmarks.pipeline                      # 200,000 web shop events
-    python -m benchmarks.pipeline --million            # 1,000,000 events
-    python -m benchmarks.pipeline --scaling            # 100k, 200k, 400k, 800k: time, memory, slopes
-    python -m benchmarks.pipeline --events 2000 --variants plain,beam   # a quick look
-    python -m benchmarks.pipeline --repeat 3           # each variant 3 times, the fastest counts
+    python -m benchmarks.pipeline                                   # 200,000 web shop rows, 3 rounds
+    python -m benchmarks.pipeline --rows 100000,1000000 --rounds 1  # the figures at 1M, and the slope
+    python -m benchmarks.pipeline --shape one-key-per-event
+    python -m benchmarks.pipeline --rows 5000 --variants plain,beam --rounds 1   # a quick look
 
-Generates N web shop events (``pipelines.example_data``, one customer per 20 orders as in the
-workshop notebook, cached under ``--workdir``), then runs each variant in its own child process
-on the default web shop job (contract, consent, timestamps, streams webshop-1 and webshop-2 of
-``pipelines/webshop.yaml``), each with a fresh key store:
+Generates the rows (``pipelines.example_data``, cached under ``--workdir``): ``webshop`` is the
+workshop notebook's shape, 500 customers over 180 days (about 80,000 keys at 200,000 rows);
+``one-key-per-event`` gives every row its own userId, so every event makes a key. Then, in
+interleaved rounds (a busy minute hurts every variant alike), each variant runs as a whole
+process (interpreter, imports, JVM included) on a fresh output:
 
-- ``plain``: the limit, one plain Python loop doing the same work (``benchmarks.plain_loop``);
-- ``beam``: the Beam graph on the FnApiRunner in-process (what ``python -m pipelines.run`` does);
-- ``beam2``: the same with ``--direct_num_workers=2 --direct_running_mode=multi_processing``.
+- ``plain``: (a) the fastest honest plain Python loop, on its own code (``benchmarks.plain_loop``);
+- ``beam``:  (b) ``python -m pipelines.run`` on the graph, in-process (FnApiRunner);
+- ``beam2``: (c) the same with ``--direct_num_workers=2 --direct_running_mode=multi_processing``;
+- ``spark``: (d) the same work as a PySpark ``local[2]`` job (``benchmarks.spark_job``; needs the
+  ``bench`` extra: ``pip install pyspark``; skipped with a note when pyspark is not importable).
 
-It prints events/s of each, the ratio to the plain loop and to the reference's published 2,790
-records/s, the peak RSS of each child (its whole process tree: the 2-worker run's workers
-count), the time per stage of the in-process run (sampled, see ``benchmarks.stage_sampler``),
-and checks that every variant wrote the same numbers of events to every output. ``--scaling``
-times the plain loop and the in-process pipeline at several sizes and prints the log-log slope
-of time and of peak memory against N (1 = linear). Exit status 1 if outputs disagree.
+It prints the median wall time of the rounds, events/s, the median of the per-round ratios to
+(a), the peak RSS of each variant's whole process tree (workers and JVM included), the time per
+stage of the in-process graph (sampled stacks, ``benchmarks.stage_sampler``), the load average,
+and, given two or more ``--rows``, the log-log slope of time against rows (1.00 = linear).
+
+Each run's outputs are checked outside the timing (``summarize_outputs``): the number of events
+in every output, an order-free hash of the multiset of transactionIds of every output, and a
+sample of encrypted events decrypted with the key from the run's keys output (unwrapped with its
+KEK) and compared with the input row. Every variant must agree with the first; exit status 1
+if any does not.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
+import importlib.util
 import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,80 +46,61 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE_RECORDS_PER_S = 2790  # REFERENCE.md: 541,909 records encrypted in 194 s
-EVENTS_PER_CUSTOMER = 20  # the notebook's example: 10,000 orders of 500 customers
 VARIANTS = {
-    "plain": "(a) plain Python loop (the limit)",
-    "beam": "(b) Beam FnApiRunner, in-process",
-    "beam2": "(b) Beam, 2 workers (multi_processing)",
+    "plain": "(a) plain Python loop, own code",
+    "beam": "(b) graph, in-process",
+    "beam2": "(c) graph, 2 workers",
+    "spark": "(d) PySpark local[2]",
 }
-BEAM_OPTIONS = {
-    "beam": ["--runner=FnApiRunner"],
-    "beam2": ["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
-}
-SCALING_SIZES = (100_000, 200_000, 400_000, 800_000)
+SHAPES = ("webshop", "one-key-per-event")
+CUSTOMERS, DAYS = 500, 180  # the notebook's shape: 500 customers over 180 days
+OUTPUTS = ("encrypted", "streams/webshop-1", "streams/webshop-2", "keys", "dead_letter")
+SAMPLE = 50  # encrypted events decrypted per run
 
 
-# ---------------------------------------------------------------- the child: one timed variant
+# ---------------------------------------------------------------- the child: one variant, one process
 
 
-def _job_config(input_path: str, output: str):
-    from pipelines.config import load_config
-
-    return load_config(None, {"input": input_path, "output": output})
-
-
-def _beam_counts(result, config) -> dict[str, int]:
-    from pipelines.run import counters
-
-    values = counters(result)
-    counts = {"rows_read": values.get("pipeline/rows_read", 0), "valid": values.get("pipeline/valid", 0)}
-    for name in ["encrypted", "keys", "dead_letter"] + [f"streams/{s.name}" for s in config.streams]:
-        counts[name] = values.get(f"written/{name}", 0)
-    return counts
+def child_command(variant: str, input_path: str, output: str) -> list[str]:
+    if variant == "plain":
+        return [sys.executable, "-m", "benchmarks.pipeline", "--child", "plain", "--input", input_path,
+                "--output", output]
+    if variant == "spark":
+        return [sys.executable, "-m", "benchmarks.spark_job", "--input", input_path, "--output", output]
+    command = [sys.executable, "-m", "benchmarks.pipeline", "--child", variant, "--input", input_path,
+               "--output", output]
+    return command
 
 
-def run_child(variant: str, input_path: str, output: str, stages: bool) -> dict:
-    """Run one variant in this process; returns seconds, counts and (beam) stage shares."""
-    config = _job_config(input_path, output)
-    result: dict = {"variant": variant}
+def run_child(variant: str, input_path: str, output: str) -> dict:
+    """In the child process: run one variant; (b) with the stage sampler around the whole run."""
+    from benchmarks.stage_sampler import StageSampler, classify_plain
+
     if variant == "plain":
         from benchmarks.plain_loop import run_plain_loop
 
-        started, cpu = time.perf_counter(), time.process_time()
-        result["counts"] = run_plain_loop(config)
-        result["seconds"] = time.perf_counter() - started
-        result["cpu_seconds"] = time.process_time() - cpu
-        return result
+        with StageSampler(classify=classify_plain) as sampler:
+            counts = run_plain_loop(input_path, output)
+        return {"counts": counts, "stages": sampler.shares(include_other=True)}
+    from pipelines.run import run
 
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from benchmarks.stage_sampler import StageSampler
-    from pipelines.graph import build_batch_graph
-
-    started, cpu = time.perf_counter(), time.process_time()
-    sampler = StageSampler() if stages and variant == "beam" else None
-    if sampler:
-        sampler.__enter__()
-    try:
-        pipeline = beam.Pipeline(options=PipelineOptions(BEAM_OPTIONS[variant]))
-        build_batch_graph(pipeline, config)
-        run = pipeline.run()
-        run.wait_until_finish()
-    finally:
-        if sampler:
-            sampler.__exit__(None, None, None)
-    result["seconds"] = time.perf_counter() - started
-    if variant == "beam":  # the 2-worker run's work happens in other processes
-        result["cpu_seconds"] = time.process_time() - cpu
-    result["counts"] = _beam_counts(run, config)
-    if sampler:
-        result["stages"] = sampler.shares()
+    argv = ["--input", input_path, "--output", output]
+    if variant == "beam2":
+        argv += ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    lines: list[str] = []
+    if variant == "beam":
+        with StageSampler() as sampler:
+            status = run(argv, echo=lines.append)
+        result = {"stages": sampler.shares(include_other=True)}
+    else:
+        result = {}
+        status = run(argv, echo=lines.append)
+    if status != 0:
+        raise SystemExit("pipelines.run failed:\n" + "\n".join(lines))
     return result
 
 
-# ---------------------------------------------------------------- the parent: processes and memory
+# ---------------------------------------------------------------- the parent: processes, memory, checks
 
 
 def _tree_rss_bytes(root: int) -> int:
@@ -140,12 +131,12 @@ def _tree_rss_bytes(root: int) -> int:
     return total
 
 
-def measure(variant: str, input_path: str, output: str, stages: bool = False) -> dict:
-    """Run one variant in a child process; adds its peak RSS (process tree) and wall time."""
+def measure(variant: str, input_path: str, output: str) -> dict:
+    """Run one variant as a whole child process: wall time, peak RSS of its process tree."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    command = [sys.executable, "-m", "benchmarks.pipeline", "--child", variant,
-               "--input", input_path, "--output", output] + (["--stages"] if stages else [])
+    env["PYSPARK_PYTHON"] = sys.executable
+    command = child_command(variant, input_path, output)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
@@ -156,49 +147,126 @@ def measure(variant: str, input_path: str, output: str, stages: bool = False) ->
                 break
             peak_tree = max(peak_tree, _tree_rss_bytes(child.pid))
             time.sleep(0.05)
-        child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
+        returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-    if child.returncode != 0:
-        raise SystemExit(f"{variant} failed (exit {child.returncode}):\n{stderr[-4000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = wall
+    if returncode != 0:
+        raise SystemExit(f"{variant} failed (exit {returncode}):\n{stderr[-4000:]}")
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else "{}"
+    result = json.loads(last) if variant != "spark" else {"counts": json.loads(last)}
+    result["seconds"] = wall
     result["peak_rss"] = max(peak_tree, usage.ru_maxrss * 1024)  # ru_maxrss is KiB on Linux
     return result
 
 
-def ensure_input(workdir: Path, events: int, seed: int, echo=print) -> Path:
-    from pipelines.example_data import write_webshop_csv
+def _jsonl(directory: Path):
+    for path in sorted(directory.rglob("*.jsonl")):
+        with open(path, "rb") as handle:
+            yield from handle
 
-    path = workdir / f"webshop-{events}-seed{seed}.csv"
-    if not path.exists():
-        customers = max(1, events // EVENTS_PER_CUSTOMER)
-        started = time.perf_counter()
-        temp = path.with_suffix(".tmp")
-        write_webshop_csv(temp, records=events, customers=customers, seed=seed)
-        temp.rename(path)
-        echo(f"generated {events:,} web shop events of {customers:,} customers into {path} "
-             f"({time.perf_counter() - started:.0f} s)")
+
+def _unwrapper(output: Path):
+    """unwrap(wrapped bytes, keyLink) for a run's KEK: the project's Tink keyset, or the loop's raw key."""
+    if (output / "kek.json").exists():
+        from privacy.kek import LocalKek
+
+        kek = LocalKek(output / "kek.json")
+        return lambda wrapped, link: kek.unwrap(wrapped, link.encode())
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM((output / "kek.bin").read_bytes())
+    return lambda wrapped, link: aead.decrypt(wrapped[:12], wrapped[12:], link.encode())
+
+
+def summarize_outputs(output: Path, input_rows: dict[str, list[dict]]) -> dict:
+    """Per output: events and an order-free hash of its transactionIds; and how many of a sample
+    of encrypted events decrypt (key from the keys output) to their input row's values."""
+    import base64
+
+    import orjson
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    summary = {}
+    sample = []
+    for name in OUTPUTS:
+        count, digest = 0, 0
+        for line in _jsonl(output / name):
+            row = orjson.loads(line)
+            count += 1
+            ident = row.get("transactionId") or row.get("keyLink") or row.get("position") or ""
+            digest = (digest + int.from_bytes(hashlib.blake2b(str(ident).encode(), digest_size=8).digest(), "big")) % 2**64
+            if name == "encrypted" and len(sample) < SAMPLE and row["transactionId"] in input_rows:
+                sample.append(row)
+        # keys: keyLinks differ between runs (random); their count is what must agree
+        summary[name] = {"events": count, "ids": digest if name != "keys" else None}
+    wanted = {row["strmMeta"]["keyLink"] for row in sample}
+    wrapped = {}
+    for line in _jsonl(output / "keys"):
+        row = orjson.loads(line)
+        if row["keyLink"] in wanted:
+            wrapped[row["keyLink"]] = (row["keyId"], base64.b64decode(row["wrappedKey"]))
+    unwrap = _unwrapper(output)
+    decrypted = 0
+    for row in sample:
+        link = row["strmMeta"]["keyLink"]
+        key_id, blob = wrapped[link]
+        siv = AESSIV(unwrap(blob, link))
+        prefix = b"\x01" + key_id.to_bytes(4, "big")
+        values = {}
+        for field in ("userId", "email"):
+            token = base64.b64decode(row[field])
+            if token[:5] != prefix:
+                break
+            try:
+                values[field] = siv.decrypt(token[5:], [b""]).decode()
+            except InvalidTag:
+                break
+        if any(values == {"userId": r["userId"], "email": r["email"]} for r in input_rows[row["transactionId"]]):
+            decrypted += 1
+    summary["sample_decrypted"] = f"{decrypted}/{len(sample)}"
+    return summary
+
+
+def _sample_input(input_path: Path, every: int = 997) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    with open(input_path, newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle)):
+            if number % every == 0:
+                rows.setdefault(row["transactionId"], []).append(row)
+    return rows
+
+
+def ensure_input(workdir: Path, rows: int, shape: str, seed: int, echo=print) -> Path:
+    """The cached input CSV of a size and shape (generated once, owner-only)."""
+    from pipelines.example_data import COLUMNS, generate_webshop
+    from privacy.private_files import open_private
+
+    path = workdir / f"{shape}-{rows}-seed{seed}.csv"
+    if path.exists():
+        return path
+    started = time.perf_counter()
+    temp = path.with_suffix(".tmp")
+    with open_private(temp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for number, row in enumerate(generate_webshop(records=rows, customers=CUSTOMERS, seed=seed)):
+            if shape == "one-key-per-event":
+                row["userId"] = 10_000_000 + number
+            row["items"] = "[" + ", ".join(str(i) for i in row["items"]) + "]"
+            writer.writerow(row)
+    temp.rename(path)
+    echo(f"generated {rows:,} {shape} rows into {path} ({time.perf_counter() - started:.0f} s)")
     return path
-
-
-def run_variant(variant: str, input_path: Path, workdir: Path, keep: bool, stages: bool = False) -> dict:
-    output = workdir / f"out-{variant}-{input_path.stem}"
-    shutil.rmtree(output, ignore_errors=True)
-    try:
-        return measure(variant, str(input_path), str(output), stages)
-    finally:
-        if not keep:
-            shutil.rmtree(output, ignore_errors=True)
 
 
 def _load() -> str:
     return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def _mib(value: int) -> str:
+def _mib(value: float) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
@@ -209,135 +277,121 @@ def fitted_slope(xs: list[float], ys: list[float]) -> float:
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
-def compare(events: int, variants: list[str], workdir: Path, seed: int, keep: bool, repeat: int = 1,
+def compare(rows: int, shape: str, variants: list[str], rounds: int, workdir: Path, seed: int, keep: bool,
             echo=print) -> tuple[dict, bool]:
-    input_path = ensure_input(workdir, events, seed, echo)
-    load = _load()
-    results = {}
-    for attempt in range(repeat):  # interleaved, so that a busy minute hurts every variant alike
+    """Interleaved rounds of every variant on one input; prints the table; returns figures, agreement."""
+    input_path = ensure_input(workdir, rows, shape, seed, echo)
+    sample = _sample_input(input_path)
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    loads = [_load()]
+    for number in range(rounds):
         for variant in variants:
-            echo(f"running {VARIANTS[variant]} on {events:,} events ...")
-            result = run_variant(variant, input_path, workdir, keep, stages=True)
-            best = results.get(variant)
-            result["runs"] = (best["runs"] if best else []) + [round(result["seconds"], 2)]
-            if best is None or result["seconds"] < best["seconds"]:
-                results[variant] = result
-            else:
-                best["runs"] = result["runs"]
-    limit = results.get("plain")
-    echo(f"\n{events:,} web shop events, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-         f"load average before {load}" + (f", best of {repeat} runs" if repeat > 1 else ""))
-    echo(f"{'variant':<42} {'seconds':>8} {'events/s':>9} {'vs (a)':>7} {'vs 2,790/s':>10} {'peak RSS':>10}"
-         f" {'CPU s':>7}")
-    for variant, result in results.items():
-        rate = events / result["seconds"]
-        versus = f"{limit['seconds'] / result['seconds']:.2f}" if limit else "-"
-        cpu = f"{result['cpu_seconds']:.1f}" if "cpu_seconds" in result else "-"
-        echo(f"{VARIANTS[variant]:<42} {result['seconds']:>8.1f} {rate:>9,.0f} {versus:>7} "
-             f"{rate / REFERENCE_RECORDS_PER_S:>9.1f}x {_mib(result['peak_rss']):>10} {cpu:>7}")
-    stages = results.get("beam", {}).get("stages")
-    if stages:
-        seconds = results["beam"]["seconds"]
-        echo(f"\ntime per stage, Beam in-process (sampled stacks; {seconds:.1f} s in all)")
-        for stage, share in stages.items():
-            echo(f"  {stage:<44} {share:>6.1%} {share * seconds:>7.1f} s")
-    counts = [r["counts"] for r in results.values()]
-    agree = all(c == counts[0] for c in counts)
-    echo("\noutputs: " + ", ".join(f"{k} {v:,}" for k, v in counts[0].items()))
-    if not agree:
-        for variant, result in results.items():
-            echo(f"error: {variant} wrote {result['counts']}")
-    else:
-        echo("every variant wrote the same numbers of events to every output")
-    return results, agree
-
-
-def scaling(sizes: list[int], variants: list[str], workdir: Path, seed: int, keep: bool, repeat: int = 1,
-            echo=print) -> tuple[dict, bool]:
-    table: dict[str, list[dict]] = {v: [] for v in variants}
+            output = workdir / f"out-{variant}-{input_path.stem}"
+            shutil.rmtree(output, ignore_errors=True)
+            echo(f"round {number + 1}/{rounds}: {VARIANTS[variant]} on {rows:,} {shape} rows (load {_load()}) ...")
+            try:
+                result = measure(variant, str(input_path), str(output))
+                result["summary"] = summarize_outputs(output, sample)
+            finally:
+                if not keep:
+                    shutil.rmtree(output, ignore_errors=True)
+            runs[variant].append(result)
+        loads.append(_load())
+    figures: dict = {"rows": rows, "shape": shape, "rounds": rounds, "load": loads, "variants": {}}
+    for variant, results in runs.items():
+        seconds = [r["seconds"] for r in results]
+        entry = figures["variants"][variant] = {
+            "seconds": statistics.median(seconds), "runs": [round(s, 2) for s in seconds],
+            "peak_rss": statistics.median(r["peak_rss"] for r in results), "summary": results[0]["summary"]}
+        if "plain" in runs:
+            entry["ratio"] = statistics.median(p["seconds"] / r["seconds"] for p, r in zip(runs["plain"], results))
+        stages = [r["stages"] for r in results if r.get("stages")]
+        if stages:
+            entry["stages"] = {k: statistics.median(s.get(k, 0) for s in stages) for k in stages[0]}
+    echo(f"\n{rows:,} {shape} rows, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {rounds} "
+         f"interleaved round(s); load average (1, 5, 15 min) before each round and after: {' | '.join(loads)}")
+    echo(f"{'variant':<34} {'seconds':>8} {'events/s':>9} {'vs (a)':>7} {'peak RSS':>10}  runs (s)")
+    for variant, entry in figures["variants"].items():
+        ratio = f"{entry['ratio']:.2f}" if "ratio" in entry else "-"
+        echo(f"{VARIANTS[variant]:<34} {entry['seconds']:>8.1f} {rows / entry['seconds']:>9,.0f} {ratio:>7} "
+             f"{_mib(entry['peak_rss']):>10}  {entry['runs']}")
+    if "spark" in figures["variants"] and "beam2" in figures["variants"]:
+        echo(f"(c) / (d): {figures['variants']['spark']['seconds'] / figures['variants']['beam2']['seconds']:.2f}x;  "
+             f"(b) / (d): {figures['variants']['spark']['seconds'] / figures['variants']['beam']['seconds']:.2f}x")
+    for variant, entry in figures["variants"].items():
+        if entry.get("stages"):
+            echo(f"\ntime per stage, {VARIANTS[variant]} (sampled stacks, median shares; whole process "
+                 f"{entry['seconds']:.1f} s)")
+            for stage, share in entry["stages"].items():
+                echo(f"  {stage:<44} {share:>6.1%} {share * entry['seconds']:>7.1f} s")
     agree = True
-    for size in sizes:
-        input_path = ensure_input(workdir, size, seed, echo)
-        counts, best = [], {}
-        for attempt in range(repeat):
-            for variant in variants:
-                echo(f"running {VARIANTS[variant]} on {size:,} events ...")
-                result = run_variant(variant, input_path, workdir, keep, stages=True)
-                if variant not in best or result["seconds"] < best[variant]["seconds"]:
-                    best[variant] = result
-                counts.append(result["counts"])
-        for variant in variants:
-            table[variant].append({"events": size, "seconds": best[variant]["seconds"],
-                                   "peak_rss": best[variant]["peak_rss"], "stages": best[variant].get("stages")})
-        agree &= all(c == counts[0] for c in counts)
-    echo(f"\nscaling, {os.cpu_count()} CPUs")
-    echo(f"{'variant':<42} {'events':>9} {'seconds':>8} {'events/s':>9} {'peak RSS':>10}")
-    for variant, rows in table.items():
-        for row in rows:
-            echo(f"{VARIANTS[variant]:<42} {row['events']:>9,} {row['seconds']:>8.1f} "
-                 f"{row['events'] / row['seconds']:>9,.0f} {_mib(row['peak_rss']):>10}")
-    echo("\nfitted log-log slope against N (1.00 = linear, below 1 = better than linear)")
-    slopes = {}
-    for variant, rows in table.items():
-        xs = [r["events"] for r in rows]
-        time_slope = fitted_slope(xs, [r["seconds"] for r in rows])
-        rss_slope = fitted_slope(xs, [r["peak_rss"] for r in rows])
-        slopes[variant] = {"time": time_slope, "peak_rss": rss_slope}
-        echo(f"  {VARIANTS[variant]:<42} time {time_slope:.2f}   peak RSS {rss_slope:.2f}")
-    staged = [r for r in table.get("beam", []) if r.get("stages")]
-    if len(staged) == len(sizes) > 1:
-        echo("  Beam in-process, time per stage (sampled):")
-        slopes["beam_stages"] = {}
-        for stage in staged[-1]["stages"]:
-            seconds = [r["stages"].get(stage, 0) * r["seconds"] for r in staged]
-            if all(seconds):
-                slope = slopes["beam_stages"][stage] = fitted_slope([r["events"] for r in staged], seconds)
-                echo(f"    {stage:<44} time {slope:.2f}   ({seconds[0]:.1f} s .. {seconds[-1]:.1f} s)")
-    if not agree:
-        echo("error: the variants wrote different numbers of events")
-    return {"rows": table, "slopes": slopes}, agree
+    first_variant = variants[0]
+    reference = {k: v for k, v in runs[first_variant][0]["summary"].items()}
+    echo("\noutputs (" + first_variant + "): " + ", ".join(
+        f"{name} {reference[name]['events']:,}" for name in OUTPUTS) + f"; sample decrypted {reference['sample_decrypted']}")
+    for variant, results in runs.items():
+        for result in results:
+            summary = result["summary"]
+            done, total = summary["sample_decrypted"].split("/")
+            if any(summary[n] != reference[n] for n in OUTPUTS) or done != total or total == "0":
+                agree = False
+                echo(f"error: {variant} disagrees: {summary}")
+    if agree:
+        echo("every run of every variant wrote the same events (counts and transactionIds per output), and a "
+             "sample of each run's encrypted events decrypts to its input rows")
+    return figures, agree
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="events to generate (default 200,000)")
-    parser.add_argument("--million", action="store_true", help="1,000,000 events")
-    parser.add_argument("--variants", default="plain,beam,beam2", help="comma-separated: plain, beam, beam2")
-    parser.add_argument("--scaling", action="store_true", help="only the scaling run (plain and beam)")
-    parser.add_argument("--all", action="store_true", help="the comparison, then the scaling run")
-    parser.add_argument("--sizes", default=",".join(str(s) for s in SCALING_SIZES), help="sizes of the scaling run")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--rows", default="200000", help="comma-separated input sizes (default 200000)")
+    parser.add_argument("--shape", default="webshop", help=f"comma-separated: {', '.join(SHAPES)}")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
+    parser.add_argument("--variants", default="plain,beam,beam2,spark", help="comma-separated: plain, beam, beam2, spark")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "pstream-bench"),
                         help="inputs (kept, reused) and outputs (deleted unless --keep)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep every variant's output")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run each variant this many times (interleaved) and report the fastest run")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
-    parser.add_argument("--stages", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_child(args.child, args.input, args.output, args.stages)))
+        print(json.dumps(run_child(args.child, args.input, args.output)))
         return 0
-
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
+    shapes = [s.strip() for s in args.shape.split(",") if s.strip()]
     if unknown or not variants:
         parser.error(f"unknown variants {unknown}: use {', '.join(VARIANTS)}")
-    figures, ok = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}, True
-    if not args.scaling:
-        events = 1_000_000 if args.million else args.events
-        figures["compare"], agreed = compare(events, variants, workdir, args.seed, args.keep, args.repeat)
-        ok &= agreed
-    if args.scaling or args.all:
-        sizes = [int(s) for s in args.sizes.split(",")]
-        figures["scaling"], agreed = scaling(sizes, [v for v in variants if v != "beam2"] or ["beam"],
-                                             workdir, args.seed, args.keep, args.repeat)
-        ok &= agreed
+    if not shapes or any(s not in SHAPES for s in shapes):
+        parser.error(f"--shape: use {', '.join(SHAPES)}")
+    try:
+        sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
+    except ValueError:
+        parser.error("--rows: comma-separated whole numbers")
+    if not sizes or min(sizes) < 1 or args.rounds < 1:
+        parser.error("--rows and --rounds must be positive")
+    if "spark" in variants and importlib.util.find_spec("pyspark") is None:
+        print("note: pyspark is not installed (pip install 'beam-privacy-streams[bench]'): variant (d) skipped")
+        variants.remove("spark")
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    figures: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "runs": []}
+    ok = True
+    for shape in shapes:
+        for size in sizes:
+            result, agreed = compare(size, shape, variants, args.rounds, workdir, args.seed, args.keep)
+            figures["runs"].append(result)
+            ok &= agreed
+        if len(sizes) > 1:
+            print(f"\n{shape}: log-log slope of time against rows, {sizes[0]:,} .. {sizes[-1]:,} (1.00 = linear)")
+            for variant in variants:
+                seconds = [r["variants"][variant]["seconds"] for r in figures["runs"] if r["shape"] == shape]
+                print(f"  {VARIANTS[variant]:<34} {fitted_slope(sizes, seconds):.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0 if ok else 1

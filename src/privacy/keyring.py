@@ -29,8 +29,11 @@ earlier keeps its expiry when its policy's days change later.
 
 ``KeyRing.shared`` gives one ring per (store, KEK) per process, so the encrypting and the
 decrypting steps of a fused Beam stage share their cache. The cache keeps the ``cache_size``
-most recently used keys (about 4 KiB each, mostly OpenSSL's AES-SIV state), so memory stays
-flat however many keys a run makes; an evicted key is read from the store again when needed.
+most recently used keys unwrapped (about 0.7 KiB each: key material, pair, subject hashes), so
+memory stays flat however many keys a run makes; an evicted key is read from the store and
+unwrapped again when needed. Of those, the ``HOT_KEYS`` most recently used also keep their
+``SivKey`` (about 4 KiB more each, mostly OpenSSL's AES-SIV state); a cached key without one
+gets it back in microseconds, without the store.
 A key this ring created is used as generated, not unwrapped again. keyLinks are UUIDv7
 (``new_key_link``: time-ordered, see there). The clock is injectable.
 """
@@ -45,14 +48,15 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Callable
 
-from privacy.daead import SivKey
+from privacy.daead import KEY_SIZE, SivKey, new_key_id
 from privacy.kek import Kek, kek_from_uri
 from privacy.keystore import KeyRecord, KeyStore, Pair, open_key_store
 from privacy.lookup import lookup_key
 from privacy.masking import masking_key_name
 
 DEFAULT_RETENTION_DAYS = 2556
-DEFAULT_CACHE_SIZE = 20_000
+DEFAULT_CACHE_SIZE = 100_000  # unwrapped keys (web shop: 500 customers x 180 days = 90,000 at most)
+HOT_KEYS = 20_000  # of those, the ones that keep their SivKey (OpenSSL state)
 DAY_MS = 86_400_000
 
 
@@ -74,27 +78,32 @@ def day_start_ms(day: str) -> int:
     return (date.fromisoformat(day) - _EPOCH_DAY).days * DAY_MS
 
 
-def new_key_link(clock: Callable[[], float] = time.time) -> str:
+def new_key_link(clock: Callable[[], float] = time.time, random_bits: int | None = None) -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 
     Time-ordered, so the key store's indexes on keyLink grow at their end instead of at random
     places: creating a key costs half as much and stays flat as the store grows. It tells when
     the key was made (about when its first event was processed), never whose key it is.
     """
-    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | secrets.randbits(80)
+    if random_bits is None:
+        random_bits = secrets.randbits(80)
+    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | random_bits
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
     return str(uuid.UUID(int=value))
 
 
 class _Entry:
-    """A cached key: its (value, day, policy id), the unwrapped key and the subject hashes known to the store."""
+    """A cached key: its (value, day, policy id), the unwrapped key's id and material, and the
+    subject hashes known to the store."""
 
-    __slots__ = ("pair", "key", "subjects")
+    __slots__ = ("pair", "key_id", "material", "prefix", "subjects")
 
     def __init__(self, pair: tuple[str, str, str], key: SivKey, subject_hashes):
         self.pair = pair  # plaintext (value, day, policy id): this process's memory only
-        self.key = key
+        self.key_id = key.key_id
+        self.material = key.material
+        self.prefix = key.prefix if key.prefix_type == "TINK" else None
         self.subjects = set(subject_hashes)
 
 
@@ -121,6 +130,9 @@ class KeyRing:
         self.cache_size = max(1, cache_size)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # keyLink -> entry, least recently used first
         self._link_of_pair: dict[tuple[str, str, str], str] = {}  # (value, day, policy id) -> keyLink
+        self._hot: OrderedDict[str, SivKey] = OrderedDict()  # keyLink -> SivKey, for HOT_KEYS of the entries
+        self._hot_size = min(self.cache_size, HOT_KEYS)
+        self._subject_hashes: dict[str, str] = {}  # subject -> its keyed hash, bounded like the cache
         self._lock = threading.Lock()
         self.ids = lookup_key(store, kek)  # KekError here if the store was set up with another KEK
 
@@ -134,6 +146,19 @@ class KeyRing:
                 ring = cls._shared[key] = cls(open_key_store(store_uri), kek_from_uri(kek_uri), retention_days)
             return ring
 
+    def _key(self, link: str, entry: _Entry) -> SivKey:
+        """The SivKey of a cached entry: kept for the most recently used, else made from its material."""
+        hot = self._hot
+        key = hot.get(link)
+        if key is None:
+            key = hot[link] = (SivKey.of_checked(entry.key_id, entry.material, entry.prefix) if entry.prefix
+                               else SivKey(entry.key_id, entry.material))
+            if len(hot) > self._hot_size:
+                hot.popitem(last=False)
+        else:
+            hot.move_to_end(link)
+        return key
+
     def _remember(self, record: KeyRecord, pair, key: SivKey | None = None) -> tuple[str, SivKey]:
         """Cache a stored record's key for its plaintext pair (unwrapping it unless ``key`` is ours)."""
         link = record.key_link
@@ -142,18 +167,25 @@ class KeyRing:
             if key is None:
                 key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, link.encode()))
             entry = self._entries[link] = _Entry(pair, key, record.subject_hashes)
+            self._hot[link] = key
+            if len(self._hot) > self._hot_size:
+                self._hot.popitem(last=False)
         else:
             entry.subjects.update(record.subject_hashes)
             entry.pair = pair  # it may have come in through key_for_link, without its pair
             self._entries.move_to_end(link)
+            key = self._key(link, entry)
         self._link_of_pair[pair] = link
-        return link, entry.key
+        return link, key
 
     def _evict(self) -> None:
         while len(self._entries) > self.cache_size:
             link, entry = self._entries.popitem(last=False)
+            self._hot.pop(link, None)
             if entry.pair is not None and self._link_of_pair.get(entry.pair) == link:
                 del self._link_of_pair[entry.pair]
+        if len(self._subject_hashes) > self.cache_size:
+            self._subject_hashes.clear()
 
     def _policy(self, name: tuple) -> tuple[str, int]:
         """(policy id, retention days) of a wanted key: its own policy, else the ring's."""
@@ -162,9 +194,29 @@ class KeyRing:
         policy = name[2]
         return policy.policy_id, policy.retention_days
 
-    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int]) -> tuple[KeyRecord, SivKey]:
-        key = SivKey.generate()
-        link = new_key_link(self.clock)
+    def _new_records(self, wanted: list[tuple[Pair, set, tuple[str, int]]]) -> list[tuple[KeyRecord, SivKey]]:
+        """New keys for (hashed pair, subjects, policy)s: the key ids, key material and keyLinks' random
+        bits from one read of the OS's CSPRNG for the whole batch."""
+        size = 4 + KEY_SIZE + 10
+        pool = secrets.token_bytes(size * len(wanted))
+        made = []
+        for number, (hashed, subjects, policy) in enumerate(wanted):
+            raw = pool[number * size:(number + 1) * size]
+            key = SivKey(int.from_bytes(raw[:4], "big") or new_key_id(), raw[4:4 + KEY_SIZE])
+            made.append(self._new_record(hashed, subjects, policy, key,
+                                         int.from_bytes(raw[4 + KEY_SIZE:], "big")))
+        return made
+
+    def _subject_hash(self, subject: str) -> str:
+        hashed = self._subject_hashes.get(subject)
+        if hashed is None:
+            hashed = self._subject_hashes[subject] = self.ids.subject_hash(subject)
+        return hashed
+
+    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int], key: SivKey | None = None,
+                    random_bits: int | None = None) -> tuple[KeyRecord, SivKey]:
+        key = key or SivKey.generate()
+        link = new_key_link(self.clock, random_bits)
         record = KeyRecord(
             key_link=link,
             value_hash=hashed[0],
@@ -174,7 +226,7 @@ class KeyRing:
             kek_uri=self.kek.uri,
             created_at=int(self.clock() * 1000),
             expires_at=day_start_ms(hashed[1]) + policy[1] * DAY_MS,
-            subject_hashes=tuple(sorted({self.ids.subject_hash(s) for s in subjects if s})),
+            subject_hashes=tuple(sorted({self._subject_hash(s) for s in subjects if s})),
             policy_id=policy[0],
         )
         return record, key
@@ -198,7 +250,7 @@ class KeyRing:
                     missing.setdefault(slot, []).append(name)
                 else:
                     entries.move_to_end(link)
-                    result[name] = (link, entries[link].key)
+                    result[name] = (link, self._key(link, entries[link]))
             created: list[KeyRecord] = []
             if missing:
                 value_hash = self.ids.value_hash
@@ -206,9 +258,9 @@ class KeyRing:
                 found = {}
                 for hashed, record in self.store.lookup(plain).items():
                     found[plain[hashed]] = self._remember(record, plain[hashed])
-                fresh = [self._new_record(hashed, set().union(*(wanted[n] for n in missing[slot])),
-                                          self._policy(missing[slot][0]))
-                         for hashed, slot in plain.items() if slot not in found]
+                fresh = self._new_records([(hashed, set().union(*(wanted[n] for n in missing[slot])),
+                                            self._policy(missing[slot][0]))
+                                           for hashed, slot in plain.items() if slot not in found])
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
@@ -220,13 +272,15 @@ class KeyRing:
                     for name in names:
                         result[name] = found[slot]
             new_subjects = set()
-            subject_hash = self.ids.subject_hash
+            subject_hash, hashes = self._subject_hash, self._subject_hashes
             for name, subjects in wanted.items():
                 if subjects:
                     link = result[name][0]
                     known = entries[link].subjects
                     for subject in subjects:
-                        hashed = subject_hash(subject) if subject else None
+                        if not subject:
+                            continue
+                        hashed = hashes.get(subject) or subject_hash(subject)
                         if hashed and hashed not in known:
                             new_subjects.add((link, hashed))
             if new_subjects:
@@ -242,11 +296,14 @@ class KeyRing:
             entry = self._entries.get(key_link)
             if entry is not None:
                 self._entries.move_to_end(key_link)
-                return entry.key
+                return self._key(key_link, entry)
             record = self.store.by_links([key_link]).get(key_link)
             if record is None:
                 return None
-            entry = self._entries[key_link] = _Entry(None, SivKey(record.key_id, self.kek.unwrap(
-                record.wrapped_key, key_link.encode())), record.subject_hashes)  # no plaintext pair known
+            key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, key_link.encode()))
+            self._entries[key_link] = _Entry(None, key, record.subject_hashes)  # no plaintext pair known
+            self._hot[key_link] = key
+            if len(self._hot) > self._hot_size:
+                self._hot.popitem(last=False)
             self._evict()
-            return entry.key
+            return key

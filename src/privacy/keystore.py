@@ -287,7 +287,8 @@ class SqliteKeyStore:
                     ],
                 )
                 all_inserted = self._db.total_changes - before == len(records)
-                self._db.executemany(
+                self._db.executemany(  # every key is ours and there: no look-up per subject row
+                    "INSERT OR IGNORE INTO key_subjects (subject_hash, key_link) VALUES (?, ?)" if all_inserted else
                     "INSERT OR IGNORE INTO key_subjects (subject_hash, key_link) "
                     "SELECT ?, key_link FROM data_keys WHERE key_link = ?",
                     [(s, r.key_link) for r in records for s in r.subject_hashes],

@@ -7,7 +7,8 @@
 
 Same interface as ``privacy.keystore.SqliteKeyStore``; importing this module registers the
 ``postgresql://`` and ``postgres://`` schemes in ``KEY_STORES`` (``open_key_store`` does it on
-first use). The driver is pg8000 (pure Python; Beam's GCP extra installs it too). The URI's
+first use). The driver is pg8000 (pure Python; Beam's GCP extra installs it too); batches go as one
+array literal per column (``_array``), unnested by the server, so a batch is one statement. The URI's
 password, if any, is never shown: ``store.uri`` leaves it out. On Dataflow or Flink give the
 workers a reachable address (Cloud SQL's private IP or the Cloud SQL Auth Proxy, an RDS
 endpoint) and credentials through the URI or the PG* environment variables.
@@ -26,9 +27,11 @@ tables: each is rewritten into a new file holding only live rows, and the old fi
 See docs/key-management.md for what remains outside the table files and what to do about it.
 
 Concurrent writers: ``insert_new`` inserts a batch with ``ON CONFLICT DO NOTHING`` in one
-transaction, rows sorted by (value, day) so that two batches lock rows in the same order and
-cannot deadlock, then reads back what was kept. A writer that lost a (value, day) to another
-waits for the winner's commit and gets the winner's row; ``KeyRing.keys_for`` encrypts only with
+transaction (one statement with its subject rows, for a batch of up to 5,000), rows sorted by
+(value, day) so that two batches lock rows in the same order and cannot deadlock; ``RETURNING``
+names the rows it kept, and only the (value, day)s it lost are read
+back. A writer that lost a (value, day) to another waits for the winner's commit and gets the
+winner's row; ``KeyRing.keys_for`` encrypts only with
 returned rows. Deadlocks, serialization failures and dropped connections are retried.
 """
 from __future__ import annotations
@@ -92,6 +95,20 @@ def _schema_sql(schema: str) -> list[str]:
         f"""INSERT INTO "{schema}".store_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')
             ON CONFLICT DO NOTHING""",
     ]
+
+
+def _array(values) -> str:
+    """A PostgreSQL array literal of texts, every element quoted (``CAST(:x AS text[])`` reads it).
+
+    pg8000 escapes a Python list element by element in Python, character by character: for the
+    key store's batches (hex hashes, keyLinks, days) that was most of a new key's cost. Here each
+    element is quoted with two C-level replaces; NULL elements are not needed (none of our
+    columns is nullable)."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+
+
+def _int_array(values) -> str:
+    return "{" + ",".join([str(int(v)) for v in values]) + "}"
 
 
 def _chunks(items: list, size: int = _CHUNK):
@@ -169,13 +186,16 @@ class PostgresKeyStore:
             where = f"{self._options['host']}:{self._options['port']}"
             raise KeyStoreError(f"cannot connect to the PostgreSQL key store at {where}: {exc}") from None
 
-    def _transaction(self, work):
-        """Run work(connection) in one transaction, retrying deadlocks and lost connections."""
+    def _transaction(self, work, alone: bool = False):
+        """Run work(connection) in one transaction, retrying deadlocks and lost connections.
+        ``alone``: work is one statement, its own transaction (no START and COMMIT round trips)."""
         with self._lock:
             for attempt in range(_ATTEMPTS):
                 try:
                     if self._db is None:
                         self._connect()
+                    if alone:
+                        return work(self._db)
                     self._db.run("START TRANSACTION")
                     try:
                         result = work(self._db)
@@ -216,37 +236,53 @@ class PostgresKeyStore:
         for chunk in _chunks(pairs):
             for record in self._select(
                 db, "(k.value_hash, k.day) IN (SELECT * FROM unnest(CAST(:values AS text[]), CAST(:days AS date[])))",
-                values=[p[0] for p in chunk], days=[p[1] for p in chunk],
+                values=_array([p[0] for p in chunk]), days=_array([p[1] for p in chunk]),
             ):
                 found[record.pair] = record
         return found
 
     def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, KeyRecord]:
         pairs = list(pairs)
-        return self._transaction(lambda db: self._lookup(db, pairs)) if pairs else {}
+        return self._transaction(lambda db: self._lookup(db, pairs), alone=len(pairs) <= _CHUNK) if pairs else {}
 
     def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]:
         records = sorted(records, key=lambda r: r.pair)  # one lock order for every writer
-        if records:
-            self._transaction(lambda db: self._insert(db, records))
-        return self.lookup(r.pair for r in records)
+        if not records:
+            return {}
+        kept = self._transaction(lambda db: self._insert(db, records), alone=len(records) <= _CHUNK)
+        found = {r.pair: r for r in records if r.key_link in kept}  # ours, as inserted (with their subjects)
+        lost = [r.pair for r in records if r.key_link not in kept]
+        if lost:  # another writer's (value, day): its row, read after its commit (the INSERT waited for it)
+            found.update(self.lookup(lost))
+        return found
 
-    def _insert(self, db, records: list[KeyRecord]) -> None:
+    def _insert(self, db, records: list[KeyRecord]) -> set[str]:
+        """Insert what is absent, with its subject rows, one statement per chunk; returns the keyLinks
+        inserted (the rest lost to rows already there, whose subjects ``add_subjects`` adds)."""
+        kept = set()
         for chunk in _chunks(records):
-            db.run(
-                f"INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
-                "SELECT * FROM unnest(CAST(:links AS text[]), CAST(:values AS text[]), CAST(:days AS date[]), "
-                "CAST(:ids AS bigint[]), CAST(:wrapped AS bytea[]), CAST(:keks AS text[]), "
+            subjects = sorted((s, r.key_link) for r in chunk for s in r.subject_hashes)
+            rows = db.run(
+                f"WITH ins AS (INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
+                "SELECT key_link, value_hash, day, key_id, decode(wrapped_key, 'hex'), kek_uri, created_at, "
+                "expires_at, policy_id FROM unnest(CAST(:links AS text[]), CAST(:values AS text[]), "
+                "CAST(:days AS date[]), CAST(:ids AS bigint[]), CAST(:wrapped AS text[]), CAST(:keks AS text[]), "
                 "CAST(:created AS bigint[]), CAST(:expires AS bigint[]), CAST(:policies AS text[])) "
                 "AS u(key_link, value_hash, day, key_id, wrapped_key, kek_uri, created_at, expires_at, policy_id) "
-                "ORDER BY value_hash, day ON CONFLICT DO NOTHING",
-                links=[r.key_link for r in chunk], values=[r.value_hash for r in chunk],
-                days=[r.day for r in chunk], ids=[r.key_id for r in chunk],
-                wrapped=[r.wrapped_key for r in chunk], keks=[r.kek_uri for r in chunk],
-                created=[r.created_at for r in chunk], expires=[r.expires_at for r in chunk],
-                policies=[r.policy_id for r in chunk],
+                "ORDER BY value_hash, day ON CONFLICT DO NOTHING RETURNING key_link), "
+                f"subjects AS (INSERT INTO {self._t}.key_subjects (subject_hash, key_link) "
+                "SELECT s.subject, s.key_link FROM unnest(CAST(:subjects AS text[]), CAST(:subject_links AS text[])) "
+                "AS s(subject, key_link) JOIN ins ON ins.key_link = s.key_link ORDER BY 1, 2 ON CONFLICT DO NOTHING) "
+                "SELECT key_link FROM ins",
+                links=_array([r.key_link for r in chunk]), values=_array([r.value_hash for r in chunk]),
+                days=_array([r.day for r in chunk]), ids=_int_array([r.key_id for r in chunk]),
+                wrapped=_array([r.wrapped_key.hex() for r in chunk]), keks=_array([r.kek_uri for r in chunk]),
+                created=_int_array([r.created_at for r in chunk]), expires=_int_array([r.expires_at for r in chunk]),
+                policies=_array([r.policy_id for r in chunk]),
+                subjects=_array([s for s, _ in subjects]), subject_links=_array([link for _, link in subjects]),
             )
-        self._add_subjects(db, [(r.key_link, s) for r in records for s in r.subject_hashes])
+            kept.update(row[0] for row in rows)
+        return kept
 
     def _add_subjects(self, db, links_subjects: list[tuple[str, str]]) -> None:
         rows = sorted({(subject, link) for link, subject in links_subjects})
@@ -257,7 +293,7 @@ class PostgresKeyStore:
                 f"SELECT u.subject, k.key_link FROM unnest(CAST(:subjects AS text[]), CAST(:links AS text[])) "
                 f"AS u(subject, key_link) JOIN {self._t}.data_keys k ON k.key_link = u.key_link "
                 f"ORDER BY 1, 2 ON CONFLICT DO NOTHING",
-                subjects=[r[0] for r in chunk], links=[r[1] for r in chunk],
+                subjects=_array([r[0] for r in chunk]), links=_array([r[1] for r in chunk]),
             )
 
     def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None:
@@ -271,7 +307,7 @@ class PostgresKeyStore:
         def work(db):
             found = {}
             for chunk in _chunks(links):
-                for record in self._select(db, "k.key_link = ANY(CAST(:links AS text[]))", links=chunk):
+                for record in self._select(db, "k.key_link = ANY(CAST(:links AS text[]))", links=_array(chunk)):
                     found[record.key_link] = record
             return found
 
@@ -288,7 +324,7 @@ class PostgresKeyStore:
             return []
         records = self._transaction(lambda db: self._select(
             db, f"k.key_link IN (SELECT key_link FROM {self._t}.key_subjects WHERE subject_hash = ANY(CAST(:s AS text[])))",
-            s=subjects))
+            s=_array(subjects)))
         return sorted(records, key=lambda r: (r.day, r.key_link))
 
     def delete_subjects(self, subject_hashes: Iterable[str]) -> list[str]:
@@ -297,7 +333,7 @@ class PostgresKeyStore:
             return []
         rows = self._transaction(lambda db: db.run(
             f"DELETE FROM {self._t}.data_keys WHERE key_link IN (SELECT key_link FROM {self._t}.key_subjects "
-            f"WHERE subject_hash = ANY(CAST(:s AS text[]))) RETURNING key_link", s=subjects))
+            f"WHERE subject_hash = ANY(CAST(:s AS text[]))) RETURNING key_link", s=_array(subjects)))
         self._deleted = self._deleted or bool(rows)
         return sorted(r[0] for r in rows)
 

@@ -152,6 +152,7 @@ class _WriteBundleFn(beam.DoFn):
 
     def start_bundle(self):
         self.writers = {}
+        self.lines = 0  # the written counter goes up once per bundle, not once per line
 
     def _writer(self, window, partition):
         writer = self.writers.get((window, partition))
@@ -170,15 +171,20 @@ class _WriteBundleFn(beam.DoFn):
         if isinstance(element, tuple):  # grouped by partition: (partition, events)
             partition, events = element
             writer = self._writer(window, partition)
-            for event in events:
-                writer.write(orjson.dumps(event) + b"\n")
-                self.written.inc()
+            dumps, write, count = orjson.dumps, writer.write, 0
+            for event in events:  # an iterable of a GroupByKey: counted as it goes
+                write(dumps(event) + b"\n")
+                count += 1
+            self.lines += count
         else:
             partition = self.partition(element) if self.partition else ""
             self._writer(window, partition).write(orjson.dumps(element) + b"\n")
-            self.written.inc()
+            self.lines += 1
 
     def finish_bundle(self):
+        if self.lines:
+            self.written.inc(self.lines)
+            self.lines = 0
         for (window, partition), writer in self.writers.items():
             label = self.run_label if isinstance(window, GlobalWindow) else _label(window.start.micros / 1e6)
             for path in writer.close():
