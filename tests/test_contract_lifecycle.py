@@ -672,3 +672,19 @@ def test_events_of_a_project_contract_can_be_decrypted_and_exported_for_their_su
     access = json.loads(report.read_text())
     assert (access["recordCount"], access["undecryptable"]) == (1, 0)
     assert access["records"][0]["email"] == "a@example.com"
+
+
+def test_a_create_stopped_between_its_two_files_can_be_done_again(pstream, tmp_path):
+    """create writes the lifecycle record, then the YAML: stopped in between, the reference has a
+    record and no file; no reader uses it and the next create completes it."""
+    from contracts import ContractError
+
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    stored = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.yaml"
+    stored.unlink()                                                           # the state the stop leaves
+    registry = ContractRegistry(pstream.project, contracts_path=False)
+    with pytest.raises(ContractError, match="not found"):
+        registry.get(REF)
+    code, out, err = pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")
+    assert code == 0 and "created acme/Sim/1.0.0 as DRAFT" in out, err
+    assert registry.get(REF).state == "DRAFT" and len(registry.record(REF).history) == 1

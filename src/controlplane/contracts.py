@@ -309,8 +309,11 @@ class ContractRegistry:
         from privacy.private_files import replace_private
 
         target = contract_file(self.contracts_dir, contract.ref)
-        replace_private(target, yaml_text.encode("utf-8"))
+        # the record first: stopped in between, the reference has a record and no file, which no
+        # reader uses (read_at) and a second create replaces; the other way round it had a file
+        # without a record, which create calls existing and transition unmanaged
         replace_private(self.record_path(contract.ref), _record_bytes(record))
+        replace_private(target, yaml_text.encode("utf-8"))
         return replace(draft, source=str(target)), report
 
     def versions(self, handle: str, name: str) -> list:
