@@ -402,3 +402,289 @@ def test_a_batch_run_by_reference_follows_the_projects_lifecycle_record(tmp_path
     lines.clear()
     assert run([*argv, "--allow_draft_contract"], echo=lines.append) == 2
     assert any("ARCHIVED" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------- adversarial review (fixes)
+@pytest.mark.parametrize("reviewer", ["Ann", " ann ", "ＡＮＮ", "ánn", "a.nn", "ANN-"])
+def test_self_approval_is_refused_for_names_that_differ_only_in_case_width_accents_or_punctuation(reviewer):
+    from controlplane.lifecycle import LifecycleError, Record
+
+    record = Record.new(REF, author="ann", content_sha256="0" * 64)
+    record.apply("submit", "ann")
+    with pytest.raises(LifecycleError, match="is the author"):
+        record.apply("approve", reviewer)
+    with pytest.raises(LifecycleError, match="is the author"):
+        record.apply("reject", reviewer, reason="no")
+    assert record.state == "IN_REVIEW"
+    record.apply("approve", "bob")
+    assert record.state == "APPROVED"
+
+
+@pytest.mark.parametrize("name", ["ann\u200b", "ann\u202e", "ann\u2028x", "an\u00adn", "ann\ttab", "\u200b", "...",
+                                  "x" * 101])
+def test_user_names_with_invisible_control_or_separator_characters_are_refused(name, pstream, tmp_path):
+    from controlplane.lifecycle import LifecycleError, current_user
+
+    with pytest.raises(LifecycleError, match="the user name must be"):
+        current_user(name)
+    assert current_user("José Müller") == "José Müller"
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    code, _, err = pstream("contracts", "approve", REF, "--user", name)
+    assert code == 2 and "the user name must be" in err
+    code, _, err = pstream("contracts", "approve", REF, "--user", "Ann")
+    assert code == 2 and "is the author" in err
+
+
+def test_a_hand_edited_state_line_or_a_copy_activates_nothing_for_a_batch_run(tmp_path, monkeypatch):
+    """``--contract FILE`` of a project's contract (or a copy of it elsewhere) gets the lifecycle
+    record's state, not the ``state:`` line; a project contract whose file is gone is not stood in
+    for by a CONTRACTS_PATH copy."""
+    from contracts import ContractError
+    from pipelines.config import _load_contract
+
+    project = tmp_path / "project"
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))
+    registry = ContractRegistry(project)
+    registry.create(contract_file(tmp_path), "ann")
+    stored = registry.path(REF)
+    stored.write_text(stored.read_text().replace("state: DRAFT", "state: ACTIVE"))      # past the review, by hand
+    copy = tmp_path / "elsewhere" / "shop.yaml"
+    copy.parent.mkdir()
+    copy.write_text(stored.read_text())
+    assert _load_contract(str(stored)).state == "DRAFT"
+    assert _load_contract(str(copy)).state == "DRAFT"
+    link = tmp_path / "link.yaml"
+    link.symlink_to(stored)
+    assert _load_contract(str(link)).state == "DRAFT"
+    pair = tmp_path / "pair"                                                  # the file and its record, copied
+    pair.mkdir()
+    (pair / "1.0.0.yaml").write_text(stored.read_text())
+    (pair / "1.0.0.lifecycle.json").write_text(stored.with_name("1.0.0.lifecycle.json").read_text())
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(tmp_path / "empty-project"))
+    assert _load_contract(str(pair / "1.0.0.yaml")).state == "DRAFT"
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))
+    other = ContractRegistry(tmp_path / "other-project")                      # another project's file, by path
+    other.create(contract_file(tmp_path, "acme/Other/1.0.0"), "ann")
+    other_file = other.path("acme/Other/1.0.0")
+    other_file.write_text(other_file.read_text().replace("state: DRAFT", "state: ACTIVE"))
+    assert _load_contract(str(other_file)).state == "DRAFT"
+    copy.write_text(copy.read_text().replace("purposeLevel: 1", "purposeLevel: 0"))
+    with pytest.raises(ContractError, match="with other content"):
+        _load_contract(str(copy))
+    lines: list[str] = []
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({k: v for k, v in simulator_event(1).items() if k != "strmMeta"}) + "\n")
+    assert run(["--input", str(data), "--contract", str(stored), "--output", str(tmp_path / "out")],
+               echo=lines.append) == 2
+    assert any("is not active (state DRAFT)" in line for line in lines), lines
+    shadow = tmp_path / "shadow" / "acme" / "Sim"                              # a second copy, ACTIVE
+    shadow.mkdir(parents=True)
+    (shadow / "1.0.0.yaml").write_text(stored.read_text())
+    monkeypatch.setenv("CONTRACTS_PATH", str(tmp_path / "shadow"))
+    stored.rename(tmp_path / "moved.yaml")
+    with pytest.raises(ContractError, match="the project manages acme/Sim/1.0.0 .* but its file .* is missing"):
+        _load_contract(REF)
+
+
+def test_audit_entries_with_line_separators_or_bad_bytes_are_reported_not_misread(pstream, tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("contract", "reject", user="bob", target=REF, reason="see\u2028line\u2029two\x85three")
+    log.append("contract", "submit", user="ann", target=REF)
+    assert log.verify() == [] and len(log.entries()) == 2
+    assert log.entries()[0]["reason"] == "see\u2028line\u2029two\x85three"
+    with open(log.path, "ab") as handle:
+        handle.write(b'{"seq": 3, "user": "\xff"}\n')                          # not UTF-8: a problem, no traceback
+    code, _, err = pstream("audit", "verify", "--log", str(log.path), project_dir=False)
+    assert code == 1 and "line 3" in err and "Traceback" not in err
+
+
+def test_an_audit_log_without_its_head_file_is_not_appended_to(tmp_path):
+    from controlplane.audit import AuditError
+
+    log = write_log(tmp_path / "audit.jsonl", 3)
+    lines = log.path.read_text().splitlines(keepends=True)
+    log.path.write_text("".join(lines[:2]))                                  # cut the last entry off ...
+    log.head_path.unlink()                                                   # ... and the head that knew it
+    assert any("is missing" in problem for problem in log.verify())
+    with pytest.raises(AuditError, match="is missing but .* has entries"):
+        log.append("contract", "submit", user="ann")
+    assert any("is missing" in problem for problem in log.verify())          # not written anew: still found
+
+
+def test_an_append_stopped_before_its_head_was_written_is_completed_by_the_next(tmp_path):
+    log = write_log(tmp_path / "audit.jsonl", 2)
+    head_before = log.head_path.read_bytes()
+    log.append("contract", "approve", user="bob", target=REF)
+    log.head_path.write_bytes(head_before)                                   # the crash: line written, head not
+    problems = log.verify()
+    assert len(problems) == 1 and "an append was interrupted" in problems[0]
+    log.check()
+    log.append("contract", "activate", user="bob", target=REF)
+    assert log.verify() == [] and [e["seq"] for e in log.entries()] == [1, 2, 3, 4]
+
+
+def test_an_entry_too_long_to_read_back_is_refused(tmp_path):
+    from controlplane.audit import AuditError
+    from controlplane.lifecycle import LifecycleError, Record
+
+    log = write_log(tmp_path / "audit.jsonl", 1)
+    with pytest.raises(AuditError, match="too long"):
+        log.append("contract", "reject", user="bob", reason="x" * (2 << 20))
+    log.append("contract", "submit", user="ann")
+    assert log.verify() == []
+    record = Record.new(REF, author="ann", content_sha256="0" * 64)
+    record.apply("submit", "ann")
+    with pytest.raises(LifecycleError, match="at most"):
+        record.apply("reject", "bob", reason="x" * 5000)
+
+
+def test_a_lifecycle_record_edited_by_hand_is_refused_not_obeyed(pstream, tmp_path):
+    import asyncio
+
+    from gateway.registry import ContractCache, Refused
+
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    record_file = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json"
+    original = json.loads(record_file.read_text())
+    registry = ContractRegistry(pstream.project, contracts_path=False)
+    skipped = dict(original, state="ACTIVE")                                          # the state alone
+    by_author = dict(original, state="APPROVED", history=[*original["history"], {     # a self-approval
+        "action": "approve", "from": "IN_REVIEW", "to": "APPROVED", "user": "ANN", "at": 1}])
+    for edited, why in ((skipped, "leads to IN_REVIEW, not to its state ACTIVE"), (by_author, "is by the author")):
+        record_file.write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match=why):
+            registry.get(REF)
+        cache = ContractCache(registry, build=lambda contract: contract)
+        with pytest.raises(Refused) as info:
+            asyncio.run(cache.resolve(REF.encode()))
+        assert (info.value.status, info.value.message) == (400, f"Schema '{REF}' could not be loaded")
+        cache.close()
+    record_file.write_text(json.dumps(original))
+    assert registry.get(REF).state == "IN_REVIEW"
+
+
+def test_two_reviewers_at_the_same_moment_do_not_both_decide(tmp_path):
+    """An approve and a reject at once: one of them happens, the other is refused by the state the
+    first left (they both passed the state check and both wrote, the audit log claiming both)."""
+    import threading
+
+    from controlplane.lifecycle import LifecycleError
+
+    registry = ContractRegistry(tmp_path / "project")
+    registry.create(contract_file(tmp_path), "ann")
+    registry.transition(REF, "submit", "ann")
+    logged, refused = [], []
+
+    def decide(action, user):
+        def slow_audit(record, entry, contract):   # the audit log's append, taking its time
+            logged.append(action)
+            time.sleep(0.3)
+        try:
+            ContractRegistry(tmp_path / "project").transition(REF, action, user, reason="no", before_write=slow_audit)
+        except LifecycleError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=decide, args=("approve", "bob")),
+               threading.Thread(target=decide, args=("reject", "carol"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(logged) == 1 and len(refused) == 1 and "cannot" in refused[0], (logged, refused)
+    record = registry.record(REF)
+    assert [e["action"] for e in record.history] == ["create", "submit", logged[0]]
+    assert registry.get(REF).state == {"approve": "APPROVED", "reject": "DRAFT"}[logged[0]]
+
+
+def test_a_project_audit_log_deleted_with_its_head_is_found_through_the_records(pstream, tmp_path):
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    assert pstream("audit", "verify")[0] == 0
+    log = AuditLog(pstream.project / "audit.jsonl")
+    kept = log.path.read_text().splitlines(keepends=True)
+    log.path.unlink()
+    log.head_path.unlink()                                     # the whole log and its head: the chain cannot tell
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and f"{REF}: its lifecycle record has 2 transition(s) the audit log lacks" in err, err
+    log.path.write_text(kept[0])                               # rewritten without the submit, with a matching head
+    log.head_path.write_text(json.dumps({"seq": 1, "hash": json.loads(kept[0])["hash"]}) + "\n")
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and "1 transition(s) the audit log lacks (the first: submit by ann)" in err, err
+    log.path.write_text("".join(kept))
+    log.head_path.write_text(json.dumps({"seq": 2, "hash": json.loads(kept[1])["hash"]}) + "\n")
+    assert pstream("audit", "verify")[0] == 0
+    (pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json").unlink()   # the file's state decides now
+    code, _, err = pstream("audit", "verify")
+    assert code == 1 and f"{REF}: the audit log has its create, but its lifecycle record" in err, err
+
+
+def test_names_and_reasons_cannot_drive_the_terminal(pstream, tmp_path):
+    """A reason with ESC or a bidi override is refused; a record or log entry written by hand with
+    them is shown escaped by `contracts show`, `contracts list` and `audit list`."""
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    assert pstream("contracts", "submit", REF, "--user", "ann")[0] == 0
+    for reason in ("fine\x1b[2K\rapproved by alice", "ok\u202egnp.exe"):
+        code, _, err = pstream("contracts", "reject", REF, "--user", "bob", "--reason", reason)
+        assert code == 2 and "--reason holds control" in err
+    assert pstream("contracts", "reject", REF, "--user", "bob", "--reason", "two\nlines")[0] == 0
+    record_file = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.lifecycle.json"
+    record = json.loads(record_file.read_text())
+    record["author"] = record["history"][0]["user"] = "ann\x1b[31m"
+    record_file.write_text(json.dumps(record))
+    log = AuditLog(pstream.project / "audit.jsonl")
+    log.append("contract", "approve", user="eve\x1b]0;pwned\x07", target=REF)
+    for command in (("contracts", "show", REF), ("contracts", "list"), ("audit", "list")):
+        code, out, err = pstream(*command)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out, (command, out)
+    assert "ann\\x1b[31m" in pstream("contracts", "show", REF)[1]
+
+
+def test_events_of_a_project_contract_can_be_decrypted_and_exported_for_their_subject(pstream, tmp_path, monkeypatch):
+    """decrypt and subjects export find a project's own contract by reference (they looked only at
+    CONTRACTS_PATH and the shipped ones: decrypt crashed, the access report left the records out as
+    undecryptable)."""
+    monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(pstream.project))
+    contract = tmp_path / "plain.yaml"
+    contract.write_text("ref: acme/Plain/1.0.0\nschema:\n  nodes:\n"
+                        "    - {name: id, type: STRING, required: true}\n    - {name: email, type: STRING}\n"
+                        "keyField: id\ndataSubjectField: id\nfieldMetadata:\n  - fieldName: email\n"
+                        "    personalDataConfig: {isPii: true, purposeLevel: 1}\n")
+    registry = ContractRegistry(pstream.project)
+    registry.create(contract, "ann")
+    for action, user in (("submit", "ann"), ("approve", "bob"), ("activate", "bob")):
+        registry.transition("acme/Plain/1.0.0", action, user)
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "a1", "email": "a@example.com"}\n{"id": "a2", "email": "b@example.com"}\n')
+    out = tmp_path / "out"
+    lines: list[str] = []
+    assert run(["--input", str(data), "--contract", "acme/Plain/1.0.0", "--output", str(out)], echo=lines.append) == 0
+    keys = tmp_path / "keys.csv"
+    assert pstream("keys", "export", str(out / "keys"), "--kek", f"local://{out / 'kek.json'}", "-o", str(keys),
+                   project_dir=False)[0] == 0
+    code, stdout, err = pstream("decrypt", str(out / "encrypted"), "--keys", str(keys), project_dir=False)
+    assert code == 0 and "a@example.com" in stdout and "decrypted 2 events" in err, err
+    report = tmp_path / "access.json"
+    code, _, err = pstream("subjects", "export", "a1", "--output", str(out), "-o", str(report), "--user", "ann",
+                           project_dir=False)
+    assert code == 0, err
+    access = json.loads(report.read_text())
+    assert (access["recordCount"], access["undecryptable"]) == (1, 0)
+    assert access["records"][0]["email"] == "a@example.com"
+
+
+def test_a_create_stopped_between_its_two_files_can_be_done_again(pstream, tmp_path):
+    """create writes the lifecycle record, then the YAML: stopped in between, the reference has a
+    record and no file; no reader uses it and the next create completes it."""
+    from contracts import ContractError
+
+    assert pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")[0] == 0
+    stored = pstream.project / "contracts" / "acme" / "Sim" / "1.0.0.yaml"
+    stored.unlink()                                                           # the state the stop leaves
+    registry = ContractRegistry(pstream.project, contracts_path=False)
+    with pytest.raises(ContractError, match="not found"):
+        registry.get(REF)
+    code, out, err = pstream("contracts", "create", str(contract_file(tmp_path)), "--user", "ann")
+    assert code == 0 and "created acme/Sim/1.0.0 as DRAFT" in out, err
+    assert registry.get(REF).state == "DRAFT" and len(registry.record(REF).history) == 1

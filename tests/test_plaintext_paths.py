@@ -78,3 +78,54 @@ def test_the_repository_ignores_the_readme_paths(path):
         pytest.skip("the checkout is not a git working tree: .gitignore cannot be asked")
     proc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", path])
     assert proc.returncode == 0, f"{path} is not in .gitignore"
+
+
+def test_a_symbolic_link_into_a_working_tree_is_refused_where_it_leads(tmp_path):
+    from cli.plaintext_paths import refuse_plaintext_path
+
+    repo = _git_repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keys.csv").symlink_to(repo / "keys.csv")            # a link outside, the file inside
+    (outside / "dir").symlink_to(repo)
+    for path in (outside / "keys.csv", outside / "dir" / "new.csv"):
+        problem = refuse_plaintext_path(str(path), "plaintext keys", False)
+        assert problem and f"which leads to {repo}" in problem and "not git-ignored" in problem, problem
+    (repo / ".gitignore").write_text("*.csv\n")
+    assert refuse_plaintext_path(str(outside / "keys.csv"), "plaintext keys", False) is None
+    (repo / "out.csv").symlink_to(outside / "real.csv")             # a link inside, the file outside: fine
+    (repo / ".gitignore").write_text("")
+    assert refuse_plaintext_path(str(repo / "out.csv"), "plaintext keys", False) is None
+
+
+def test_a_git_dir_in_the_environment_does_not_answer_for_the_tree(tmp_path, monkeypatch):
+    from cli.plaintext_paths import refuse_plaintext_path
+
+    repo = _git_repo(tmp_path / "repo")
+    other = _git_repo(tmp_path / "other")
+    (other / ".git" / "info").mkdir(exist_ok=True)
+    (other / ".git" / "info" / "exclude").write_text("*.csv\n")     # the other repository ignores it
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    problem = refuse_plaintext_path(str(repo / "keys.csv"), "plaintext keys", False)
+    assert problem and f"working tree {repo} " in problem
+    (tmp_path / "plain").mkdir()
+    assert refuse_plaintext_path(str(tmp_path / "plain" / "keys.csv"), "plaintext keys", False) is None
+
+
+def test_a_directory_as_the_output_is_a_clear_refusal_not_a_traceback(subjects_run, tmp_path):
+    keys, kek = str(subjects_run / "out" / "keys"), f"local://{subjects_run / 'out' / 'kek.json'}"
+    for command in (("keys", "export", keys, "--kek", kek, "-o", str(tmp_path)),
+                    ("keys", "export", keys, "--kek", kek, "-o", str(tmp_path), "--force"),
+                    ("subjects", "export", "123456", "--output", str(subjects_run / "out"), "-o", str(tmp_path))):
+        proc = _pstream(tmp_path, *command)
+        assert proc.returncode == 2 and f"{tmp_path} is a directory" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_dev_stdout_redirected_into_a_working_tree_is_refused(subjects_run, tmp_path):
+    repo = _git_repo(tmp_path / "repo")
+    keys, kek = str(subjects_run / "out" / "keys"), f"local://{subjects_run / 'out' / 'kek.json'}"
+    with open(repo / "keys.csv", "w") as handle:                   # `-o /dev/stdout > keys.csv`
+        proc = _pstream(repo, "keys", "export", keys, "--kek", kek, "-o", "/dev/stdout", stdout=handle)
+    assert proc.returncode == 2 and f"which leads to {repo / 'keys.csv'}" in proc.stderr, proc.stderr
+    assert (repo / "keys.csv").stat().st_size == 0

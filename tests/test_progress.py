@@ -82,3 +82,16 @@ def test_reader_totals_equal_rows_read_and_input_bytes(tmp_path):
     assert rows == 3000
     size = os.path.getsize(tmp_path / "in.csv")
     assert size * 0.9 <= nbytes <= size * 1.01 + 65536   # the file object's position: read-ahead included
+
+
+@pytest.mark.parametrize("name", ["in[/].csv", "in[red]x[/red].csv", "in{0}{task.fields}{.csv"])
+def test_a_description_is_shown_as_it_is_never_as_markup_or_a_format(tmp_path, name):
+    """A file name with rich markup or format braces in it is shown as it is (it raised MarkupError,
+    or KeyError/ValueError, in the display thread, and the progress line was gone)."""
+    script = tmp_path / "work.py"
+    script.write_text("import sys, time\nfrom pipelines.progress import Progress\n"
+                      "with Progress(sys.argv[1], delay=0) as progress:\n"
+                      "    for _ in range(5):\n        progress.advance(10)\n        time.sleep(0.1)\n"
+                      "print('done')\n")
+    out = _pty(tmp_path, str(script), f"reading {name}")
+    assert f"reading {name}" in out and "Traceback" not in out and "done" in out, out

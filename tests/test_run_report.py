@@ -154,3 +154,29 @@ def test_html_report_renders_in_headless_chromium_without_errors(bad_run, tmp_pa
         "</body>", "<img src='https://example.invalid/x.png'><script>undefinedFunction()</script></body>"))
     _, console = render(broken, tmp_path / "profile2")
     assert console, "a broken page must log console messages"
+
+
+def test_no_stale_report_beside_a_run_that_wrote_none(bad_run, tmp_path):
+    """A run whose report cannot be written removes the previous one; a run stopped between its
+    commit and its report leaves it, and `pstream report` says it is not of the last run (exit 1)."""
+    import uuid
+
+    root, _, _ = bad_run
+    shutil.copy(root / "in.csv", tmp_path / "in.csv")
+    shutil.copytree(root / "out", tmp_path / "out")
+    show = [sys.executable, "-m", "cli", "report", "out"]
+    assert subprocess.run(show, cwd=tmp_path, env=repo_env(), capture_output=True, timeout=60).returncode == 0
+    records = tmp_path / "out" / ".pstream" / "runs"
+    done = json.loads(next(records.glob("*.json")).read_text())
+    later = dict(done, run=str(uuid.uuid4()), committed_at=float(done["committed_at"]) + 60)   # its report never came
+    (records / f"{later['run']}.json").write_text(json.dumps(later))
+    stale = subprocess.run(show, cwd=tmp_path, env=repo_env(), capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1 and f"the run committed last into out is {later['run']}" in stale.stderr
+    (records / f"{later['run']}.json").unlink()
+    (tmp_path / "out" / "_report.html").unlink()
+    (tmp_path / "out" / "_report.html").mkdir()                   # the next report cannot be written
+    stdout = run_pipeline(tmp_path, "--input", "in.csv", "--output", "out")
+    assert "warning: the run report was not written (IsADirectoryError)" in stdout
+    assert not (tmp_path / "out" / "_report.json").exists()
+    missing = subprocess.run(show, cwd=tmp_path, env=repo_env(), capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no run report" in missing.stderr

@@ -520,6 +520,7 @@ def _list(args) -> int:
     import json
 
     from controlplane.audit import iso_ms
+    from controlplane.lifecycle import shown
 
     registry = _registry(args)
     rows = [_row(registry, ref) for ref in registry.refs()]
@@ -530,7 +531,7 @@ def _list(args) -> int:
         return 0
     for row in rows:
         updated = iso_ms(row["updated"])[:19] + "Z" if row.get("updated") else "-"
-        print(f"{row['ref']}\t{row['state']}\t{row['where']}\t{row.get('author') or '-'}\t{updated}")
+        print(f"{row['ref']}\t{row['state']}\t{row['where']}\t{shown(row.get('author') or '-')}\t{updated}")
     _say(f"{len(rows)} contracts" + (f" in state {args.state.upper()}" if args.state else ""))
     return 0
 
@@ -540,7 +541,7 @@ def _show(args) -> int:
 
     from contracts.loader import ContractError
     from controlplane.audit import iso_ms
-    from controlplane.lifecycle import LifecycleError
+    from controlplane.lifecycle import LifecycleError, shown
 
     registry = _registry(args)
     try:
@@ -561,11 +562,11 @@ def _show(args) -> int:
     if record is None:
         print("  no lifecycle record (shipped, or not created with `pstream contracts create`)")
     else:
-        print(f"  author: {record.author}")
+        print(f"  author: {shown(record.author)}")
         for entry in record.history:
-            reason = f": {entry['reason']}" if entry.get("reason") else ""
+            reason = f": {shown(entry['reason'])}" if entry.get("reason") else ""
             print(f"  {iso_ms(entry['at'])[:19]}Z  {entry['action']:<9} {entry['from'] or '-'} -> {entry['to']}"
-                  f"  by {entry['user']}{reason}")
+                  f"  by {shown(entry['user'])}{reason}")
     print(f"  key field: {contract.key_field}")
     from controlplane.project import Project, ProjectError
     try:

@@ -85,7 +85,8 @@ def _export(args) -> int:
 
 
 def _decrypt(args) -> int:
-    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+    from contracts import ContractError
+    from controlplane.contracts import load_for_reading as load_contract   # jsonschema: not for --help
     from pipelines.progress import track
 
     problem = refuse_plaintext_path(args.output, "decrypted events", args.force)
@@ -107,7 +108,14 @@ def _decrypt(args) -> int:
         if plan is None:
             ref = meta.get("eventContractRef")
             if ref not in plans:
-                plans[ref] = FieldPlan(load_contract(ref))
+                try:
+                    plans[ref] = FieldPlan(load_contract(ref))
+                except ContractError as exc:
+                    print(f"pstream decrypt: {path}:{number}: {exc} (--contract names the contract of these events)",
+                          file=sys.stderr)
+                    if out is not sys.stdout:
+                        out.close()
+                    return 2
             plan = plans[ref]
         key = keys.get(meta.get("keyLink"))
         if key is None:

@@ -5,7 +5,9 @@
     pstream report out --html          # the path of the HTML page, to open in a browser
 
 ``python -m pipelines.run`` writes ``<output>/_report.json`` and ``<output>/_report.html`` after
-each batch run (``pipelines.run_report``); this command only reads them.
+each batch run (``pipelines.run_report``); this command only reads them. Exit 1, with a warning,
+when the report is not of the run committed last into OUTPUT (that run was stopped after its
+commit, before its report).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from pipelines.run_report import read_report, report_paths, terminal
+    from pipelines.run_report import read_report, report_paths, stale_reason, terminal
 
     try:
         report = read_report(args.output)
@@ -46,4 +48,8 @@ def _report(args) -> int:
         print(report_paths(args.output)[1])
     else:
         terminal(report)
+    stale = None if args.output.endswith(".json") else stale_reason(args.output, report)
+    if stale:
+        print(f"pstream report: warning: {stale}", file=sys.stderr)
+        return 1
     return 0

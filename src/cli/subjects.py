@@ -113,7 +113,8 @@ def _fail(command: str, exc: Exception) -> int:
 
 def _plans(contract: str | None):
     """plan_for(ref): one FieldPlan per contract reference (or the one --contract); None if unknown."""
-    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+    from contracts import ContractError
+    from controlplane.contracts import load_for_reading as load_contract   # jsonschema: not for --help
 
     fixed = FieldPlan(load_contract(contract)) if contract else None
     plans: dict = {}
@@ -247,7 +248,8 @@ def _forget(args) -> int:
 
 
 def _export(args) -> int:
-    from contracts import ContractError, load_contract   # the loader (jsonschema): not for --help
+    from contracts import ContractError
+    from controlplane.contracts import load_for_reading as load_contract   # jsonschema: not for --help
 
     problem = refuse_plaintext_path(args.report, "an access report (personal data)", args.force)
     if problem:

@@ -29,7 +29,11 @@ subject ids or key material: a data-subject request is logged with counts only.
 
 Appending is serialised with ``flock`` on the log file; the file and its head are 0600
 (``privacy.private_files``). An append to a log whose last entry does not match its head is
-refused (``AuditError``): run ``pstream audit verify``.
+refused (``AuditError``): run ``pstream audit verify``; so is one to a log with entries and no
+head file (a deleted head would otherwise be written anew, hiding entries cut off its end). An
+append stopped after its line and before its head (a crash) leaves a log one entry past its
+head, chained onto it: ``verify`` says so, and the next append completes the head. Lines are
+split at ``\n`` only, so a reason holding U+2028 is one entry, not a false alarm.
 
 Where the log lives: ``<project>/audit.jsonl`` for the project's commands (contracts, purposes);
 for data-subject requests and key purges (``pstream subjects forget|export``, ``pstream keys
@@ -53,6 +57,7 @@ FILE_NAME = "audit.jsonl"
 GENESIS = "0" * 64
 KINDS = ("contract", "purpose", "subjects", "keys")
 _TAIL_BYTES = 1 << 20   # the last entry is found in the last MiB of the file
+MAX_ENTRY_BYTES = 64 << 10   # a longer entry is refused: the tail must always hold the last one
 
 
 class AuditError(ValueError):
@@ -87,9 +92,9 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             last = _last_entry(fd, self.path)
             head = self.head()
-            if head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
-                raise AuditError(f"{self.path} does not end with the entry its head file names (entry {head[0]}): "
-                                 "an entry was deleted or the file replaced; run `pstream audit verify`")
+            if _interrupted(last, head):   # the last append wrote its entry, not its head: complete it
+                head = (last["seq"], last["hash"])
+            _check_end(self.path, self.head_path, last, head)
             seq = (last or {}).get("seq", 0) + 1
             ms = int((time.time() if now is None else now) * 1000)
             entry = {"seq": seq, "at": iso_ms(ms), "kind": kind, "action": action, "user": user}
@@ -103,6 +108,9 @@ class AuditLog:
             entry["prev"] = (last or {}).get("hash", GENESIS)
             entry["hash"] = entry_hash(entry)
             line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            if len(line) > MAX_ENTRY_BYTES:
+                raise AuditError(f"an audit entry of {len(line):,} bytes is too long (at most {MAX_ENTRY_BYTES:,}): "
+                                 "shorten the reason")
             os.write(fd, line)
             os.fsync(fd)
             replace_private(self.head_path, json.dumps({"seq": seq, "hash": entry["hash"]}).encode("ascii") + b"\n")
@@ -121,9 +129,8 @@ class AuditLog:
             last, head = _last_entry(fd, self.path), self.head()
         finally:
             os.close(fd)
-        if head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
-            raise AuditError(f"{self.path} does not end with the entry its head file names (entry {head[0]}): "
-                             "an entry was deleted or the file replaced; run `pstream audit verify`")
+        if not _interrupted(last, head):   # else the next append completes it
+            _check_end(self.path, self.head_path, last, head)
 
     def head(self) -> tuple[int, str] | None:
         try:
@@ -135,10 +142,17 @@ class AuditLog:
             raise AuditError(f"{self.head_path}: not a head file (edited?)") from None
 
     def lines(self) -> list[str]:
+        """The file's lines, split at "\\n" only (an entry may hold U+2028 or U+0085, which
+        ``str.splitlines`` would split at); a line that is not UTF-8 keeps U+FFFD in its place (it
+        is then not an entry)."""
         try:
-            return self.path.read_text(encoding="utf-8").splitlines()
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        lines = data.split(b"\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        return [line.decode("utf-8", "replace") for line in lines]
 
     def verify(self, expect_head: str | None = None) -> list[str]:
         """Every problem found, one message each naming the entry (empty: the log is intact)."""
@@ -167,7 +181,11 @@ class AuditLog:
                 problems.append(f"{name}: its 'prev' is not the hash of the entry before it: an entry before it "
                                 "was edited, deleted or moved")
             prev_hash, expected_seq, last = entry.get("hash"), (seq if isinstance(seq, int) else expected_seq) + 1, entry
-        if head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
+        if _interrupted(last, head):
+            problems.append(f"the head file names entry {head[0]} as the last one, but the log ends with entry "
+                            f"{last.get('seq')}, which follows it: an append was interrupted before it wrote the "
+                            "head file (the next append completes it), or an entry was added by hand")
+        elif head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
             problems.append(f"the head file names entry {head[0]} as the last one, but the log ends "
                             f"{'empty' if last is None else 'with entry ' + str(last.get('seq'))}: "
                             "entries at the end were deleted, or edited")
@@ -201,6 +219,23 @@ def _entry_ms(entry: dict) -> int:
         return 0
 
 
+def _interrupted(last: dict | None, head: tuple[int, str] | None) -> bool:
+    """Whether the log ends one entry past its head with an entry that chains onto it: an append
+    that wrote its line and was stopped before it replaced the head file."""
+    return (head is not None and isinstance(last, dict) and last.get("seq") == head[0] + 1
+            and last.get("prev") == head[1] and last.get("hash") == entry_hash(last))
+
+
+def _check_end(path: Path, head_path: Path, last: dict | None, head: tuple[int, str] | None) -> None:
+    """AuditError unless the log's last entry is the one its head names (both absent: a new log)."""
+    if head is None and last is not None:
+        raise AuditError(f"{head_path} is missing but {path} has entries: the end of the log cannot be checked "
+                         "(entries at its end may have been deleted); run `pstream audit verify`")
+    if head is not None and (last is None or (last.get("seq"), last.get("hash")) != head):
+        raise AuditError(f"{path} does not end with the entry its head file names (entry {head[0]}): "
+                         "an entry was deleted or the file replaced; run `pstream audit verify`")
+
+
 def _last_entry(fd: int, path: Path) -> dict | None:
     size = os.fstat(fd).st_size
     if size == 0:
@@ -209,9 +244,12 @@ def _last_entry(fd: int, path: Path) -> dict | None:
     data = os.pread(fd, size - start, start)
     lines = [line for line in data.split(b"\n") if line.strip()]
     try:
-        return json.loads(lines[-1])
+        last = json.loads(lines[-1])
+        if isinstance(last, dict):
+            return last
     except (ValueError, IndexError):
-        raise AuditError(f"{path}: its last line is not an audit entry: run `pstream audit verify`") from None
+        pass
+    raise AuditError(f"{path}: its last line is not an audit entry: run `pstream audit verify`") from None
 
 
 def log_for_project(project_dir: str | os.PathLike) -> AuditLog:

@@ -28,9 +28,11 @@ refuses a reference that exists and a version number too small for its changes a
 latest earlier version (``contracts.compat``, the report names each change), and stores it as
 DRAFT with a lifecycle record ``<version>.lifecycle.json`` next to it (both written atomically,
 0600). ``transition`` checks the action against the state and the people (no self-approval),
-writes the record, then the YAML's ``state:`` line. For a contract with a record, the record's
-state is the contract's state, and a file whose content changed after ``create`` is refused
-(``edited after pstream contracts create``): an approved contract is the one that was reviewed.
+writes the record, then the YAML's ``state:`` line; creates and transitions of one handle/name hold
+an exclusive lock on its directory, so two reviewers at the same moment do not both decide. For
+a contract with a record, the record's state is the contract's state, and a file whose content
+changed after ``create`` is refused (``edited after pstream contracts create``): an approved
+contract is the one that was reviewed.
 A project contract without a record (a file put there by hand) keeps the state its file says.
 
 Nothing is cached: ``get`` reads the file each time, so a contract added to the project is
@@ -43,6 +45,7 @@ import json
 import os
 import re
 import stat
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,15 +190,50 @@ class ContractRegistry:
         file changed after ``create``). ContractError or OSError when it cannot be used."""
         contract, signature = load_contract_file(path, ref, max_bytes)
         if Path(path).parent.parent.parent != self.contracts_dir:
+            if self.record_path(ref).exists():   # the project's file is gone: no other copy stands in for it
+                raise ContractError(f"the project manages {ref} (its lifecycle record {self.record_path(ref)}) but "
+                                    f"its file {contract_file(self.contracts_dir, ref)} is missing: put it back "
+                                    f"rather than use the copy in {path}")
             return contract, signature
-        record = self.record(ref)
+        try:   # stat before reading: a record replaced in between gives a signature that is already old
+            record_signature = file_signature(os.stat(self.record_path(ref)))
+        except FileNotFoundError:
+            record_signature = None
+        try:
+            record = self.record(ref)
+        except LifecycleError as exc:
+            raise ContractError(str(exc)) from None
         if record is None:
             return contract, signature
         if content_sha256(contract) != record.content_sha256:
             raise ContractError(f"{path} was edited after `pstream contracts create` (its content is not what was "
                                 "created and reviewed): put the original back, or create a new version")
-        signature += file_signature(os.stat(self.record_path(ref)))
-        return replace(contract, state=record.state), signature
+        return replace(contract, state=record.state), signature + (record_signature or ())
+
+    def read_file(self, file: str | Path):
+        """The contract of a file named by path (``pipelines.run --contract FILE``) in its lifecycle
+        state; ContractError when it cannot be used.
+
+        The lifecycle record beside the file (a project's contract file, named by path or through a
+        symlink), else this project's record of the reference the file declares (a copy of one of
+        its contracts), decides the state, and the file must have the content that was created.
+        A file with neither is as it says."""
+        from contracts.loader import read_contract_file
+
+        contract = read_contract_file(file)
+        path = Path(file).resolve()
+        beside = path.with_name(path.stem + RECORD_SUFFIX)
+        try:
+            record = read_record(beside) if path.suffix == ".yaml" and beside.is_file() else self.record(contract.ref)
+        except LifecycleError as exc:
+            raise ContractError(str(exc)) from None
+        if record is None:
+            return contract
+        if record.ref != contract.ref or content_sha256(contract) != record.content_sha256:
+            raise ContractError(f"{file} declares {contract.ref}, but its lifecycle record is of {record.ref} with "
+                                "other content (edited after `pstream contracts create`, or a changed copy): use "
+                                "the project's (by reference), put the original back, or create a new version")
+        return replace(contract, state=record.state)
 
     def get(self, ref: str):
         """The contract of ``ref``; ContractError when it is malformed, unknown, too large or invalid."""
@@ -235,16 +273,7 @@ class ContractRegistry:
 
     def record(self, ref: str) -> Record | None:
         """The lifecycle record of a project contract, or None (shipped, or put there by hand)."""
-        path = self.record_path(ref)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise LifecycleError(f"{path}: not a lifecycle record (invalid JSON)") from None
-        return Record.from_file(data, str(path))
+        return read_record(self.record_path(ref))
 
     def create(self, file: str | Path, user: str, now: float | None = None, before_write=None):
         """Store the contract of ``file`` as a DRAFT of the project: (Contract, CompatibilityReport
@@ -253,11 +282,18 @@ class ContractRegistry:
         ContractError for an invalid file, a reference that exists, or a version number too small
         for its changes (``contracts.compat.VersionError``, with the report). ``before_write(contract,
         report)`` runs after every check and before any file is written (the audit log's entry)."""
-        from contracts.compat import check_version_bump, latest_earlier
-
         contract = read_contract_file(file)
         check_ref(contract.ref)
         existing = self.path(contract.ref)
+        if existing is not None:
+            raise ContractError(f"contract {contract.ref} exists ({existing}); a change needs a new version")
+        with self._lock(contract.ref, make=True):
+            return self._create(file, contract, user, now, before_write)
+
+    def _create(self, file, contract, user, now, before_write):
+        from contracts.compat import check_version_bump, latest_earlier
+
+        existing = self.path(contract.ref)   # again, under the lock: a create at the same moment
         if existing is not None:
             raise ContractError(f"contract {contract.ref} exists ({existing}); a change needs a new version")
         previous = latest_earlier(self.versions(contract.handle, contract.name), contract)
@@ -273,8 +309,11 @@ class ContractRegistry:
         from privacy.private_files import replace_private
 
         target = contract_file(self.contracts_dir, contract.ref)
-        replace_private(target, yaml_text.encode("utf-8"))
+        # the record first: stopped in between, the reference has a record and no file, which no
+        # reader uses (read_at) and a second create replaces; the other way round it had a file
+        # without a record, which create calls existing and transition unmanaged
         replace_private(self.record_path(contract.ref), _record_bytes(record))
+        replace_private(target, yaml_text.encode("utf-8"))
         return replace(draft, source=str(target)), report
 
     def versions(self, handle: str, name: str) -> list:
@@ -305,21 +344,73 @@ class ContractRegistry:
         if path.parent.parent.parent != self.contracts_dir:
             raise LifecycleError(f"contract {ref} is a {self.where(ref)} contract ({path}): it is ACTIVE and "
                                  "read-only here; create a new version in the project (pstream contracts create)")
-        record = self.record(ref)
-        if record is None:
-            raise LifecycleError(f"contract {ref} ({path}) has no lifecycle record: it was not created with "
-                                 "`pstream contracts create`; create it (as a new version) that way to manage it")
-        contract = self.get(ref)
-        entry = record.apply(action, user, reason, now)
-        contract = replace(contract, state=record.state)
-        if before_write is not None:
-            before_write(record, entry, contract)
-        from privacy.private_files import replace_private
+        with self._lock(ref):   # read, check and write as one: two reviewers at once do not both decide
+            record = self.record(ref)
+            if record is None:
+                raise LifecycleError(f"contract {ref} ({path}) has no lifecycle record: it was not created with "
+                                     "`pstream contracts create`; create it (as a new version) that way to manage it")
+            contract = self.get(ref)
+            entry = record.apply(action, user, reason, now)
+            contract = replace(contract, state=record.state)
+            if before_write is not None:
+                before_write(record, entry, contract)
+            from privacy.private_files import replace_private
 
-        replace_private(self.record_path(ref), _record_bytes(record))
-        text = path.read_text(encoding="utf-8")
-        replace_private(path, with_state(text, record.state, contract).encode("utf-8"))
-        return record, entry, contract
+            replace_private(self.record_path(ref), _record_bytes(record))
+            text = path.read_text(encoding="utf-8")
+            replace_private(path, with_state(text, record.state, contract).encode("utf-8"))
+            return record, entry, contract
+
+    @contextmanager
+    def _lock(self, ref: str, make: bool = False):
+        """An exclusive ``flock`` on the project directory of ``ref``'s handle/name (files in it are
+        replaced by renames, the directory stays): creates and transitions of one contract, one at a time."""
+        import fcntl
+
+        directory = contract_file(self.contracts_dir, ref).parent
+        if make:
+            from privacy.private_files import private_dirs
+
+            private_dirs(directory)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def load_for_reading(ref_or_path: str):
+    """The contract to read data already written with it, whatever its state (``decrypt``,
+    ``subjects export|forget``): a YAML file path, or a reference as the default project's
+    registry resolves it (its own contracts, then ``$CONTRACTS_PATH``, then the shipped ones).
+    ContractError when it cannot be found or used."""
+    from contracts.loader import is_contract_path, load_contract
+    from controlplane.project import default_project_dir
+
+    if isinstance(ref_or_path, str) and is_contract_path(ref_or_path):
+        return load_contract(ref_or_path)
+    try:
+        return ContractRegistry(default_project_dir()).get(ref_or_path)
+    except LifecycleError as exc:
+        raise ContractError(str(exc)) from None
+
+
+def read_record(path: Path) -> Record | None:
+    """The lifecycle record in ``path``, None when there is none; LifecycleError when it is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LifecycleError(f"{path}: the lifecycle record cannot be read ({type(exc).__name__})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise LifecycleError(f"{path}: not a lifecycle record (invalid JSON)") from None
+    if not isinstance(data, dict):
+        raise LifecycleError(f"{path}: not a lifecycle record")
+    return Record.from_file(data, str(path))
 
 
 class VersionError(ContractError):

@@ -169,23 +169,26 @@ def _local_key_store(output: str) -> str:
 
 
 def _load_contract(ref_or_path: str) -> Contract:
-    """A path, or a reference: the default project's own contract (``pstream contracts create``,
-    its state from the lifecycle record, as the gateway sees it) when the project has it, else a
-    shipped or ``CONTRACTS_PATH`` one."""
+    """A path, or a reference, in the contract's lifecycle state (as the gateway sees it):
+    a reference is the default project's own contract (``pstream contracts create``, its state
+    from the lifecycle record) when the project has it, else a shipped or ``CONTRACTS_PATH`` one;
+    a path is read by ``ContractRegistry.read_file`` (a project's file, or a copy of one, gets
+    its record's state: editing a ``state:`` line activates nothing)."""
     from contracts.loader import is_contract_path
+    from controlplane.contracts import ContractRegistry
+    from controlplane.lifecycle import LifecycleError
+    from controlplane.project import default_project_dir
 
-    if not is_contract_path(ref_or_path):
-        from controlplane.contracts import ContractRegistry
-        from controlplane.project import default_project_dir
-
-        from controlplane.lifecycle import LifecycleError
-
-        registry = ContractRegistry(default_project_dir())
-        try:
-            if registry.where(ref_or_path) == "project":
-                return registry.get(ref_or_path)
-        except LifecycleError as exc:
-            raise ContractError(str(exc)) from None
+    registry = ContractRegistry(default_project_dir())
+    if is_contract_path(ref_or_path):
+        if not Path(ref_or_path).is_file():
+            raise ContractError(f"{ref_or_path}: no such contract file")
+        return registry.read_file(ref_or_path)
+    try:
+        if registry.where(ref_or_path) == "project" or registry.record(ref_or_path) is not None:
+            return registry.get(ref_or_path)
+    except LifecycleError as exc:
+        raise ContractError(str(exc)) from None
     return load_contract(ref_or_path)
 
 

@@ -77,11 +77,19 @@ class Progress:
     def _show(self) -> None:
         if self._stop.wait(self.delay):
             return
+        try:
+            self._draw()
+        except Exception:  # a terminal that went away (EIO), a closed stderr: a display never breaks the work
+            pass
+
+    def _draw(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
 
-        columns = [TextColumn("{task.description}"), BarColumn(bar_width=30), TextColumn("{task.fields[share]}")]
+        # the description names a file: shown as it is, not read as rich markup ("in[/].csv": MarkupError)
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(bar_width=30),
+                   TextColumn("{task.fields[share]}")]
         if self.counts:
             columns += [TextColumn("{task.fields[rows]} {task.fields[unit]}"),
                         TextColumn("{task.fields[rate]} {task.fields[unit]}/s")]

@@ -8,7 +8,10 @@
 ``pipelines.run`` writes it after the run has committed its outputs (``transforms.run_commit``),
 so the report never takes part in ``--write_mode``: it is not a run file, readers of outputs
 list only ``*.jsonl`` files and never see it, and each run into the output replaces it (with
-``append`` it describes the latest run; its ``run`` names it).
+``append`` it describes the latest run; its ``run`` names it). A run whose report cannot be
+written removes the old one; a run stopped between its commit and its report leaves the old one,
+and ``stale_reason`` (``pstream report`` exits 1 with it) says that it is not of the last
+committed run. A failed run commits nothing, so the report still describes the outputs.
 
 What is in it, and where each figure comes from:
 
@@ -150,24 +153,59 @@ def build_report(config, values: dict[str, int], run_id: str, seconds: float,
 
 # -- files ------------------------------------------------------------------------------------------
 def _write(path: str, data: bytes) -> None:
-    """Local: owner-only, written under a hidden name and renamed; remote: Beam's FileSystems."""
+    """Local: owner-only, replaced atomically (``privacy.private_files.replace_private``); remote:
+    Beam's FileSystems."""
     if "://" in path:
         from apache_beam.io.filesystems import FileSystems
 
         with FileSystems.create(path) as handle:
             handle.write(data)
         return
-    from privacy.private_files import open_private
+    from privacy.private_files import replace_private
 
-    directory, name = os.path.split(path)
-    temp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    replace_private(path, data)
+
+
+def remove_report(output: str) -> None:
+    """Remove an output root's report files (a run whose report could not be written leaves none,
+    rather than the previous run's)."""
+    paths = list(report_paths(output))
+    if "://" in output:
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            FileSystems.delete([p for p in paths if FileSystems.exists(p)])
+        except Exception:  # nothing to remove, or a store that refuses: the staleness check still tells
+            pass
+        return
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:   # not there, or not a file: nothing of an old report to remove
+            pass
+
+
+def latest_run(output: str) -> str | None:
+    """The id of the run committed last into an output root (its ``done`` record), or None."""
+    from transforms.run_commit import DONE, _read_records
+
     try:
-        with open_private(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+        records = _read_records(output.rstrip("/"))
+    except Exception:
+        return None
+    done = [(float(r.get("committed_at") or 0), r["run"]) for r in records.values() if r.get("state") == DONE]
+    return max(done)[1] if done else None
+
+
+def stale_reason(output: str, report: dict) -> str | None:
+    """Why a report does not describe the output root's last committed run, or None when it does
+    (or when the root has no run records)."""
+    last = latest_run(output)
+    if last is None or last == report.get("run"):
+        return None
+    return (f"this report is of run {report.get('run')}, but the run committed last into {output} is {last}, "
+            "which wrote no report (it ran on a remote runner, or was stopped after its commit): its figures "
+            "are not these")
 
 
 def report_paths(output: str) -> tuple[str, str]:
@@ -298,6 +336,7 @@ def after_run(config, values: dict[str, int], result, run_id: str, seconds: floa
         report = build_report(config, values, run_id, seconds, stage_times(result))
         json_path, html_path = write_report(config.output, report)
     except Exception as exc:  # never the exception's text: it may quote a line of an output
+        remove_report(config.output)   # not the previous run's report beside this run's outputs
         echo(f"warning: the run report was not written ({type(exc).__name__})")
         return None
     echo(f"report: {html_path} and {json_path.rsplit('/', 1)[-1]} (pstream report {config.output})")
