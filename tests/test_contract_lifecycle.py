@@ -441,7 +441,7 @@ def test_a_hand_edited_state_line_or_a_copy_activates_nothing_for_a_batch_run(tm
     record's state, not the ``state:`` line; a project contract whose file is gone is not stood in
     for by a CONTRACTS_PATH copy."""
     from contracts import ContractError
-    from pipelines.config import _load_contract
+    from controlplane.contracts import load_for_running as _load_contract   # what pipelines.config calls
 
     project = tmp_path / "project"
     monkeypatch.setenv("PSTREAM_PROJECT_DIR", str(project))

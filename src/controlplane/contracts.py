@@ -380,6 +380,30 @@ class ContractRegistry:
             os.close(fd)
 
 
+def load_for_running(ref_or_path: str):
+    """The contract a job runs with, in its lifecycle state as the gateway sees it
+    (``pipelines.run``; ``pipelines.run.accepted_contract`` then decides whether that state may
+    run): a reference is the default project's own contract (``pstream contracts create``, its
+    state from the lifecycle record) when the project has it, else a shipped or
+    ``$CONTRACTS_PATH`` one; a path is read by ``ContractRegistry.read_file`` (a project's file, or
+    a copy of one, gets its record's state: editing a ``state:`` line activates nothing).
+    ContractError when it cannot be found or used."""
+    from contracts.loader import is_contract_path, load_contract
+    from controlplane.project import default_project_dir
+
+    registry = ContractRegistry(default_project_dir())
+    if is_contract_path(ref_or_path):
+        if not Path(ref_or_path).is_file():
+            raise ContractError(f"{ref_or_path}: no such contract file")
+        return registry.read_file(ref_or_path)
+    try:
+        if registry.where(ref_or_path) == "project" or registry.record(ref_or_path) is not None:
+            return registry.get(ref_or_path)
+    except LifecycleError as exc:
+        raise ContractError(str(exc)) from None
+    return load_contract(ref_or_path)
+
+
 def load_for_reading(ref_or_path: str):
     """The contract to read data already written with it, whatever its state (``decrypt``,
     ``subjects export|forget``): a YAML file path, or a reference as the default project's

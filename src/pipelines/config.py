@@ -61,7 +61,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contracts import Contract, ContractError, load_contract
+from contracts import Contract, ContractError
 from contracts.batch_input import ConsentConfig, TimestampConfig
 from contracts.regex import RegexError
 from pipelines.connectors import ConnectorError, parse_connectors
@@ -168,30 +168,6 @@ def _local_key_store(output: str) -> str:
     return "sqlite://" + os.path.abspath(os.path.join(output, "keystore.sqlite"))
 
 
-def _load_contract(ref_or_path: str) -> Contract:
-    """A path, or a reference, in the contract's lifecycle state (as the gateway sees it):
-    a reference is the default project's own contract (``pstream contracts create``, its state
-    from the lifecycle record) when the project has it, else a shipped or ``CONTRACTS_PATH`` one;
-    a path is read by ``ContractRegistry.read_file`` (a project's file, or a copy of one, gets
-    its record's state: editing a ``state:`` line activates nothing)."""
-    from contracts.loader import is_contract_path
-    from controlplane.contracts import ContractRegistry
-    from controlplane.lifecycle import LifecycleError
-    from controlplane.project import default_project_dir
-
-    registry = ContractRegistry(default_project_dir())
-    if is_contract_path(ref_or_path):
-        if not Path(ref_or_path).is_file():
-            raise ContractError(f"{ref_or_path}: no such contract file")
-        return registry.read_file(ref_or_path)
-    try:
-        if registry.where(ref_or_path) == "project" or registry.record(ref_or_path) is not None:
-            return registry.get(ref_or_path)
-    except LifecycleError as exc:
-        raise ContractError(str(exc)) from None
-    return load_contract(ref_or_path)
-
-
 def _local_kek(output: str) -> str:
     return "local://" + os.path.abspath(os.path.join(output, "kek.json"))
 
@@ -294,7 +270,9 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Pipel
     if not contract_ref:
         raise ConfigError(f"{source}: 'contract' is missing (a reference or a YAML path; or --contract)")
     try:
-        contract = _load_contract(str(contract_ref))
+        from controlplane.contracts import load_for_running   # the project registry: only when a job loads
+
+        contract = load_for_running(str(contract_ref))
     except ContractError as exc:
         raise ConfigError(str(exc)) from None
     try:
