@@ -63,6 +63,23 @@ _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 KEY_TABLES = ("data_keys", "key_subjects", "store_keys", "store_meta", "policies")
 
 
+CASCADE_TRIGGER = "key_subjects_go_with_their_key"
+
+
+def _cascade_sql(schema: str) -> list[str]:
+    """A key's subject rows are deleted with it, by one statement per DELETE on data_keys (what
+    ``ON DELETE CASCADE`` did, without the foreign key's check per inserted subject row)."""
+    return [
+        f"""CREATE OR REPLACE FUNCTION "{schema}".{CASCADE_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM "{schema}".key_subjects s USING gone WHERE s.key_link = gone.key_link;
+                RETURN NULL;
+            END $$""",
+        f"""CREATE TRIGGER {CASCADE_TRIGGER} AFTER DELETE ON "{schema}".data_keys
+            REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".{CASCADE_TRIGGER}()""",
+    ]
+
+
 def _schema_sql(schema: str) -> list[str]:
     return [
         f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
@@ -79,9 +96,10 @@ def _schema_sql(schema: str) -> list[str]:
             CONSTRAINT data_keys_one_per_value_and_day UNIQUE (value_hash, day))""",
         f"""CREATE TABLE IF NOT EXISTS "{schema}".key_subjects (
             subject_hash TEXT NOT NULL,
-            key_link TEXT NOT NULL REFERENCES "{schema}".data_keys (key_link) ON DELETE CASCADE,
+            key_link TEXT NOT NULL,
             PRIMARY KEY (subject_hash, key_link))""",
         f'CREATE INDEX IF NOT EXISTS key_subjects_by_link ON "{schema}".key_subjects (key_link)',
+        *_cascade_sql(schema),
         f'CREATE INDEX IF NOT EXISTS data_keys_by_expiry ON "{schema}".data_keys (expires_at)',
         f"""CREATE TABLE IF NOT EXISTS "{schema}".policies (
             policy_id TEXT PRIMARY KEY,
@@ -127,19 +145,30 @@ class _Array:
         return _ARRAY_HEAD.pack(1, 0, element_oid, length, 1) if length else struct.pack("!iii", 0, 0, element_oid)
 
 
+def _elements(encoded: list[bytes]) -> bytes:
+    """Each element with its length before it. Elements of one length (hashes, keyLinks, days,
+    wrapped keys) in one ``join`` on that length's prefix."""
+    if not encoded:
+        return b""
+    size = len(encoded[0])
+    if size == len(encoded[-1]) and len(set(map(len, encoded))) == 1:
+        prefix = _LENGTH(size)
+        return prefix + prefix.join(encoded)
+    return b"".join([_LENGTH(len(e)) + e for e in encoded])
+
+
 class _Texts(_Array):
     __slots__ = ()
 
     def __init__(self, values: list[str]):
-        encoded = [v.encode() for v in values]
-        super().__init__(self._head(_TEXT, len(encoded)) + b"".join([_LENGTH(len(e)) + e for e in encoded]))
+        super().__init__(self._head(_TEXT, len(values)) + _elements([v.encode() for v in values]))
 
 
 class _Byteas(_Array):
     __slots__ = ()
 
     def __init__(self, values: list[bytes]):
-        super().__init__(self._head(_BYTEA, len(values)) + b"".join([_LENGTH(len(v)) + v for v in values]))
+        super().__init__(self._head(_BYTEA, len(values)) + _elements(values))
 
 
 class _Int8s(_Array):
@@ -332,38 +361,52 @@ class PostgresKeyStore:
         records = sorted(records, key=lambda r: r.pair)  # one lock order for every writer
         if not records:
             return {}
-        kept = self._transaction(lambda db: self._insert(db, records), alone=len(records) <= _CHUNK)
+        alone = len(records) <= _CHUNK
+        try:  # the usual case: the ring looked every pair up just before, none is there
+            kept = self._transaction(lambda db: self._insert(db, records, absent=True), alone=alone)
+        except psycopg.errors.UniqueViolation:  # one is now (another writer's), or a pair came twice
+            kept = self._transaction(lambda db: self._insert(db, records), alone=alone)
         found = {r.pair: r for r in records if r.key_link in kept}  # ours, as inserted (with their subjects)
         lost = [r.pair for r in records if r.key_link not in kept]
         if lost:  # another writer's (value, day): its row, read after its commit (the INSERT waited for it)
             found.update(self.lookup(lost))
         return found
 
-    def _insert(self, db, records: list[KeyRecord]) -> set[str]:
-        """Insert what is absent, with its subject rows, one statement per chunk; returns the keyLinks
-        inserted (the rest lost to rows already there, whose subjects ``add_subjects`` adds)."""
+    def _insert(self, db, records: list[KeyRecord], absent: bool = False) -> set[str]:
+        """Insert records with their subject rows, one statement per chunk; returns the keyLinks inserted.
+
+        ``absent``: the caller expects no (value, day) to be there. A plain INSERT then, and the
+        subject rows without a join: every row goes in, or the statement fails with a unique
+        violation (after waiting for the commit of a writer that inserted one of the pairs) and
+        nothing of it stays. Otherwise ``ON CONFLICT DO NOTHING``, which costs a speculative
+        insertion per row (a pre-check of the index, a confirmation record in the WAL): rows
+        already there are left, and the rest lost to them (their subjects ``add_subjects`` adds)."""
         kept = set()
         for chunk in _chunks(records):
-            subjects = [(s, r.key_link) for r in chunk for s in dict.fromkeys(r.subject_hashes)]
+            subjects = sorted((s, r.key_link) for r in chunk for s in set(r.subject_hashes))
+            keys = (f"INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
+                    "SELECT * FROM unnest(CAST(%(links)b AS text[]), CAST(%(values)b AS text[]), "
+                    "CAST(CAST(%(days)b AS text[]) AS date[]), CAST(%(ids)b AS bigint[]), CAST(%(wrapped)b AS bytea[]), "
+                    "CAST(%(keks)b AS text[]), CAST(%(created)b AS bigint[]), CAST(%(expires)b AS bigint[]), "
+                    "CAST(%(policies)b AS text[]))")
+            subject_rows = (f"INSERT INTO {self._t}.key_subjects (subject_hash, key_link) "
+                            "SELECT * FROM unnest(CAST(%(subjects)b AS text[]), CAST(%(subject_links)b AS text[])) "
+                            "AS s(subject, key_link)")
+            params = {"links": _Texts([r.key_link for r in chunk]), "values": _Texts([r.value_hash for r in chunk]),
+                      "days": _Texts([r.day for r in chunk]), "ids": _Int8s([r.key_id for r in chunk]),
+                      "wrapped": _Byteas([r.wrapped_key for r in chunk]), "keks": _Texts([r.kek_uri for r in chunk]),
+                      "created": _Int8s([r.created_at for r in chunk]),
+                      "expires": _Int8s([r.expires_at for r in chunk]), "policies": _Texts([r.policy_id for r in chunk]),
+                      "subjects": _Texts([s for s, _ in subjects]),
+                      "subject_links": _Texts([link for _, link in subjects])}
+            if absent:  # a data-modifying WITH runs whether or not it is referenced
+                db.execute(f"WITH keys AS ({keys}) {subject_rows}", params)
+                kept.update(r.key_link for r in chunk)
+                continue
             rows = db.execute(
-                f"WITH ins AS (INSERT INTO {self._t}.data_keys ({_COLUMNS}) "
-                "SELECT * FROM unnest(CAST(%(links)b AS text[]), CAST(%(values)b AS text[]), "
-                "CAST(CAST(%(days)b AS text[]) AS date[]), CAST(%(ids)b AS bigint[]), CAST(%(wrapped)b AS bytea[]), "
-                "CAST(%(keks)b AS text[]), CAST(%(created)b AS bigint[]), CAST(%(expires)b AS bigint[]), "
-                "CAST(%(policies)b AS text[])) "
-                "ON CONFLICT (value_hash, day) DO NOTHING RETURNING key_link), "
-                f"subjects AS (INSERT INTO {self._t}.key_subjects (subject_hash, key_link) "
-                "SELECT * FROM unnest(CAST(%(subjects)b AS text[]), CAST(%(subject_links)b AS text[])) AS s(subject, key_link) "
-                "WHERE s.key_link IN (SELECT key_link FROM ins)) "
-                "SELECT key_link FROM ins",
-                {"links": _Texts([r.key_link for r in chunk]), "values": _Texts([r.value_hash for r in chunk]),
-                 "days": _Texts([r.day for r in chunk]), "ids": _Int8s([r.key_id for r in chunk]),
-                 "wrapped": _Byteas([r.wrapped_key for r in chunk]), "keks": _Texts([r.kek_uri for r in chunk]),
-                 "created": _Int8s([r.created_at for r in chunk]), "expires": _Int8s([r.expires_at for r in chunk]),
-                 "policies": _Texts([r.policy_id for r in chunk]),
-                 "subjects": _Texts([s for s, _ in subjects]), "subject_links": _Texts([link for _, link in subjects])},
-                binary=True,
-            ).fetchall()
+                f"WITH ins AS ({keys} ON CONFLICT (value_hash, day) DO NOTHING RETURNING key_link), "
+                f"subjects AS ({subject_rows} WHERE s.key_link IN (SELECT key_link FROM ins) ON CONFLICT DO NOTHING) "
+                "SELECT key_link FROM ins", params, binary=True).fetchall()
             kept.update(row[0] for row in rows)
         return kept
 
@@ -371,11 +414,13 @@ class PostgresKeyStore:
         rows = sorted({(subject, link) for link, subject in links_subjects})
         for chunk in _chunks(rows):
             # Only for keys that exist: a key lost to another writer, or deleted meanwhile, gets none.
+            # FOR KEY SHARE holds each key until the commit (a DELETE of it waits, then its trigger
+            # deletes these rows too), and skips a key deleted meanwhile: no subject row outlives its key.
             db.execute(
                 f"INSERT INTO {self._t}.key_subjects (subject_hash, key_link) "
                 f"SELECT u.subject, k.key_link FROM unnest(CAST(%(subjects)b AS text[]), CAST(%(links)b AS text[])) "
                 f"AS u(subject, key_link) JOIN {self._t}.data_keys k ON k.key_link = u.key_link "
-                f"ORDER BY 1, 2 ON CONFLICT DO NOTHING",
+                f"ORDER BY 1, 2 FOR KEY SHARE OF k ON CONFLICT DO NOTHING",
                 {"subjects": _Texts([r[0] for r in chunk]), "links": _Texts([r[1] for r in chunk])},
             )
 
@@ -496,8 +541,10 @@ class PostgresKeyStore:
         return None
 
     def migrate(self, kek) -> int:
-        """Schema 1 -> 2 in one transaction: rows read, old tables dropped, hashed rows written back."""
+        """Schema 1 -> 2 in one transaction: rows read, old tables dropped, hashed rows written back.
+        A store of version 2 made before the cascade trigger gets it instead of its foreign key."""
         if not needs_migration(self.uri, self.schema_version):
+            self._transaction(self._cascade_by_trigger)
             return 0
 
         def work(db):
@@ -522,6 +569,30 @@ class PostgresKeyStore:
         count = self._transaction(work)  # one transaction: the old rows or the new ones, never neither
         self.schema_version = SCHEMA_VERSION
         return count
+
+    def cascade_by_trigger(self) -> bool:
+        """Whether subject rows go with their key by the trigger (else by the older foreign key)."""
+        return bool(self._transaction(lambda db: db.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
+            (f"{self._t}.data_keys", CASCADE_TRIGGER)).fetchall()))
+
+    def _cascade_by_trigger(self, db) -> bool:
+        """Under the schema lock: replace key_subjects' foreign key (ON DELETE CASCADE, checked per
+        inserted row) by the statement-level trigger; False if the store had it already."""
+        db.execute("SELECT pg_advisory_xact_lock(hashtext('pstream.keystore.schema'))")
+        table = f"{self._t}.key_subjects"
+        keys = db.execute("SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
+                          (table,)).fetchall()
+        has_trigger = db.execute("SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
+                                 (f"{self._t}.data_keys", CASCADE_TRIGGER)).fetchall()
+        if has_trigger and not keys:
+            return False
+        if not has_trigger:  # first, so that no DELETE in between leaves subject rows behind
+            for sql in _cascade_sql(self.schema):
+                db.execute(sql)
+        for (name,) in keys:
+            db.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        return True
 
     def drop_schema(self) -> None:
         """Drop this store's schema and every key in it (tests; decommissioning). Not for 'public'."""
