@@ -7,18 +7,48 @@
 
 Same interface as ``privacy.keystore.SqliteKeyStore``; importing this module registers the
 ``postgresql://`` and ``postgres://`` schemes in ``KEY_STORES`` (``open_key_store`` does it on
-first use). The driver is pg8000 (pure Python; Beam's GCP extra installs it too); batches go as one
-array literal per column (``_array``), unnested by the server, so a batch is one statement. The URI's
-password, if any, is never shown: ``store.uri`` leaves it out. On Dataflow or Flink give the
-workers a reachable address (Cloud SQL's private IP or the Cloud SQL Auth Proxy, an RDS
-endpoint) and credentials through the URI or the PG* environment variables.
+first use). The driver is psycopg 3 on libpq (``psycopg[binary]``, as ``transforms.postgres_ranges``);
+the connection is in autocommit, so a statement of its own needs no BEGIN and COMMIT round trips.
+``sslmode`` has libpq's meaning (verify-ca and verify-full check against the system's CAs unless
+PGSSLROOTCERT names others); ``?timeout=`` bounds connecting and unacknowledged writes. The URI's
+password, if any, is never shown: ``store.uri`` leaves it out, and a connection error has it
+masked. On Dataflow or Flink give the workers a reachable address (Cloud SQL's private IP or the
+Cloud SQL Auth Proxy, an RDS endpoint) and credentials through the URI or the PG* environment
+variables (libpq's PGOPTIONS too).
 
 The schema (``?schema=``, default ``public``) is created on first use, under an advisory lock so
 that workers starting together do not race: ``data_keys`` (primary key keyLink; UNIQUE
 (value_hash, day); index on expires_at), ``key_subjects`` (primary key (subject_hash, keyLink),
-so indexed by subject; index on keyLink; rows go with their key, ON DELETE CASCADE),
-``policies``, ``store_keys`` (the look-up key and masking keys, wrapped) and ``store_meta``
-(``schema_version``). No key-field value or subject id is stored, only their keyed hashes.
+so indexed by subject; index on keyLink), ``policies``, ``store_keys`` (the look-up key and masking
+keys, wrapped) and ``store_meta`` (``schema_version``). No key-field value or subject id is stored,
+only their keyed hashes. Every index serves a query: keyLink for ``by_links`` and decryption,
+(value_hash, day) for ``lookup`` and the one-key-per-pair rule, (subject_hash, keyLink) for
+``subjects``, ``keys_of_subjects`` and forget, key_subjects' keyLink for a key's subjects and the
+cascade, expires_at for ``purge_expired``.
+
+A key's subject rows go with it: a statement-level ``AFTER DELETE`` trigger on data_keys deletes
+them, whoever deletes the key (forget, expiry, an operator). It replaces the foreign key with
+``ON DELETE CASCADE`` of earlier stores, whose check ran once per inserted subject row (a sixth of
+a new key's time on the server); ``pstream keys migrate`` turns such a store's foreign key into the
+trigger. ``add_subjects`` takes ``FOR KEY SHARE`` on the keys it adds rows to, which is what the
+foreign key's check did: a concurrent forget waits for it and then deletes the new rows too, or
+has deleted the key first and no row is added.
+
+Statements, as measured on 2,000-key batches (benchmarks/key_stores.py): columns go as arrays
+(``unnest``), one statement per batch of up to 5,000; the arrays are sent in PostgreSQL's binary
+form, built by ``_Array`` with one ``join`` or ``struct.pack`` each (psycopg adapts a list element
+by element in Python: 30 ms of the batch; pg8000 had escaped text arrays); results come in binary.
+A new key's pairs were looked up just before (``KeyRing.keys_for``), so ``insert_new`` first
+sends a plain INSERT of the keys and, in the same statement, their subject rows: no speculative
+insertion (an index pre-check and a WAL confirmation record per row), no join. If a pair is there
+after all (another writer's, or one given twice) the statement fails with a unique violation and
+nothing of it stays; then ``ON CONFLICT (value_hash, day) DO NOTHING ... RETURNING`` inserts what
+is absent, the subject rows only of the keys it kept. A key's subjects are read by a correlated
+``ARRAY(...)`` on key_subjects' keyLink index, not a join and GROUP BY over the table. JIT is off
+for the session: once a look-up's cost estimate passed ``jit_above_cost``, compiling it took
+200 ms against 5 ms to run it. Commits are synchronous (the SQLite store's are not: WAL with
+``synchronous=NORMAL``); a deployment that accepts losing the last commits on a server crash can
+set ``PGOPTIONS='-c synchronous_commit=off'`` (the WAL flush was 16 ms of a 2,000-key insert here).
 
 What a DELETE leaves: PostgreSQL marks deleted rows dead and keeps their bytes in the table's
 files until the space is reused; the write-ahead log, base backups, replicas and PITR archives
@@ -26,12 +56,11 @@ keep their own copies. ``compact()`` (``pstream keys compact``) runs ``VACUUM FU
 tables: each is rewritten into a new file holding only live rows, and the old file is removed.
 See docs/key-management.md for what remains outside the table files and what to do about it.
 
-Concurrent writers: ``insert_new`` inserts a batch with ``ON CONFLICT DO NOTHING`` in one
-transaction (one statement with its subject rows, for a batch of up to 5,000), rows sorted by
-(value, day) so that two batches lock rows in the same order and cannot deadlock; ``RETURNING``
-names the rows it kept, and only the (value, day)s it lost are read
-back. A writer that lost a (value, day) to another waits for the winner's commit and gets the
-winner's row; ``KeyRing.keys_for`` encrypts only with
+Concurrent writers: rows are sorted by (value hash, day) in Python and inserted in that order
+(``unnest`` keeps it), one order for every writer, so two batches lock rows in the same order and
+cannot deadlock. A writer whose INSERT meets another's uncommitted row for a pair waits for its
+commit; the plain INSERT then fails and the ON CONFLICT one skips the pair, and only the pairs lost
+are read back: the loser gets the winner's row, and ``KeyRing.keys_for`` encrypts only with
 returned rows. Deadlocks, serialization failures and dropped connections are retried.
 """
 from __future__ import annotations
