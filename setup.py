@@ -61,8 +61,7 @@ setup(
         "google-re2>=1.1,<2",           # contract regexes in linear time (contracts/regex.py)
         "mmh3>=4,<6",
         "orjson>=3.9,<4",
-        "pg8000>=1.30,<2",              # the PostgreSQL key store (pure Python)
-        "psycopg[binary]>=3.2,<4",      # PostgreSQL tables as batch input (C row decoding: 4x pg8000)
+        "psycopg[binary]>=3.2,<4",      # the PostgreSQL key store and tables as batch input (libpq, C adaptation)
         "numpy>=1.24,<3",               # micro-aggregation (MDAV) in privacy.kanonymity
         "google-cloud-kms>=2.20,<4",    # gcp-kms:// KEKs (boto3 for aws-kms:// comes with apache-beam[aws])
         "rich>=13,<16",                 # progress lines and pstream report (pipelines.progress, pipelines.run_report)

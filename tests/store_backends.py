@@ -18,13 +18,11 @@ PG_URL = os.environ.get("PSTREAM_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
 def pg_available() -> str | None:
     """None if the test server answers, else why not."""
-    import pg8000.native
-
-    from privacy.keystore_pg import connection_options
+    from privacy.keystore_pg import connect, connection_options
 
     options, _, _ = connection_options(PG_URL)
     try:
-        pg8000.native.Connection(**{**options, "timeout": 5}).close()
+        connect({**options, "timeout": 5}).close()
     except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
         return f"no PostgreSQL at {PG_URL}: {exc}"
     return None
@@ -60,15 +58,13 @@ def pg_store_file_bytes(store) -> bytes:
     """The bytes of every file of a PostgreSQL store's tables, indexes and TOAST tables, read from the
     server's data directory after a CHECKPOINT (so that what the server holds in memory is on disk).
     Skips the test when the data directory cannot be read (a remote server, not running as root)."""
-    import pg8000.native
-
-    from privacy.keystore_pg import connection_options
+    from privacy.keystore_pg import connect, connection_options
 
     options, _, _ = connection_options(store.uri)
-    db = pg8000.native.Connection(**options)
+    db = connect(options)
     try:
-        db.run("CHECKPOINT")
-        data_dir = db.run("SHOW data_directory")[0][0]
+        db.execute("CHECKPOINT")
+        data_dir = db.execute("SHOW data_directory").fetchone()[0]
     finally:
         db.close()
     if not os.access(data_dir, os.R_OK):

@@ -97,13 +97,11 @@ def test_schema_is_created_on_first_use_with_the_indexes(store_uri):
             for _, name, *_ in db.execute(f"PRAGMA index_list('{table}')")
         }
     else:
-        import pg8000.native
-
-        from privacy.keystore_pg import connection_options
+        from privacy.keystore_pg import connect, connection_options
 
         options, schema, _ = connection_options(store_uri)
-        db = pg8000.native.Connection(**options)
-        rows = db.run("SELECT indexdef FROM pg_indexes WHERE schemaname = :s", s=schema)
+        with connect(options) as db:
+            rows = db.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s", (schema,)).fetchall()
         index_columns = {tuple(c.strip() for c in r[0].rsplit("(", 1)[1].rstrip(")").split(",")) for r in rows}
     assert {("key_link",), ("value_hash", "day"), ("subject_hash", "key_link"), ("expires_at",)} <= index_columns
 

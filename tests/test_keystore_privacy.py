@@ -176,19 +176,16 @@ def _make_v1_store(uri: str, kek: LocalKek) -> None:
         db.commit()
         db.close()
         return
-    import pg8000.native
-
-    from privacy.keystore_pg import connection_options
+    from privacy.keystore_pg import connect, connection_options
 
     options, schema, _ = connection_options(uri)
-    db = pg8000.native.Connection(**options)
+    db = connect(options)
     for sql in _v1_pg_sql(schema):
-        db.run(sql)
+        db.execute(sql)
     for row in rows:
-        db.run(f'INSERT INTO "{schema}".data_keys VALUES (:a, :b, CAST(:c AS date), :d, :e, :f, :g, :h, :i)',
-               **dict(zip("abcdefghi", row)))
+        db.execute(f'INSERT INTO "{schema}".data_keys VALUES (%s, %s, CAST(%s AS date), %s, %s, %s, %s, %s, %s)', row)
     for subject, link in subjects:
-        db.run(f'INSERT INTO "{schema}".key_subjects VALUES (:s, :l)', s=subject, l=link)
+        db.execute(f'INSERT INTO "{schema}".key_subjects VALUES (%s, %s)', (subject, link))
     db.close()
 
 
