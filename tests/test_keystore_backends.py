@@ -205,3 +205,15 @@ def test_postgres_uri_never_shows_the_password():
     options, schema, shown = connection_options(f"postgresql://keys:s3cret%21@db.internal:6432/privacy?schema=k_{uuid.uuid4().hex[:4]}")
     assert options["password"] == "s3cret!" and options["port"] == 6432 and options["database"] == "privacy"
     assert "s3cret" not in shown and shown.startswith("postgresql://keys@db.internal:6432/privacy?schema=k_")
+
+
+def test_commits_are_durable_before_they_return(store_uri):
+    """A key that encrypted output must outlive a power loss: SQLite fsyncs its log on every
+    commit (synchronous=FULL; NORMAL would keep the last commits in the OS cache only), and the
+    PostgreSQL session waits for the server's WAL flush."""
+    store = open_key_store(store_uri)
+    if store_uri.startswith("sqlite"):
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        store._transaction(lambda db: None)  # connects
+        assert store._db.execute("SHOW synchronous_commit").fetchone()[0] == "on"

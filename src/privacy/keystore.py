@@ -31,7 +31,9 @@ that lists them (a key shared with another subject goes too: its data can no lon
 
 The SQLite store sets ``secure_delete`` (deleted rows are overwritten with zeros) and truncates
 its write-ahead log after every delete, so a forgotten key's bytes are gone from both files at
-once (``residue()`` says so when another process kept the log from being truncated).
+once (``residue()`` says so when another process kept the log from being truncated). Commits are
+durable (``synchronous=FULL``: the log is fsynced before a commit returns), as PostgreSQL's are:
+a key that encrypted output must outlive a power loss.
 
 Schema version 2 (``store_meta.schema_version``). A store of an older version (plaintext
 key-field values and subject ids) is refused with a message naming ``pstream keys migrate``;
@@ -205,7 +207,10 @@ class SqliteKeyStore:
         if self._db.execute("PRAGMA secure_delete").fetchone()[0] != 1:
             raise KeyStoreError(f"SQLite {sqlite3.sqlite_version} cannot overwrite deleted rows (secure_delete)")
         self._use_wal(timeout=60)
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before it returns (in WAL mode NORMAL keeps the last commits
+        # only in the OS cache, where a power loss takes them), so no key that encrypted output
+        # is lost with the machine; it costs one fsync per batch of keys.
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # random index pages: keep many in memory
         self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")  # fewer, larger checkpoints

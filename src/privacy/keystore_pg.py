@@ -46,9 +46,10 @@ nothing of it stays; then ``ON CONFLICT (value_hash, day) DO NOTHING ... RETURNI
 is absent, the subject rows only of the keys it kept. A key's subjects are read by a correlated
 ``ARRAY(...)`` on key_subjects' keyLink index, not a join and GROUP BY over the table. JIT is off
 for the session: once a look-up's cost estimate passed ``jit_above_cost``, compiling it took
-200 ms against 5 ms to run it. Commits are synchronous (the SQLite store's are not: WAL with
-``synchronous=NORMAL``); a deployment that accepts losing the last commits on a server crash can
-set ``PGOPTIONS='-c synchronous_commit=off'`` (the WAL flush was 16 ms of a 2,000-key insert here).
+200 ms against 5 ms to run it. Commits are synchronous, as the SQLite store's are
+(``synchronous=FULL``): a key that encrypted output must outlive a crash of the machine. A
+deployment that accepts losing the last commits on a server crash can set
+``PGOPTIONS='-c synchronous_commit=off'`` (the WAL flush was 16 ms of a 2,000-key insert here).
 
 What a DELETE leaves: PostgreSQL marks deleted rows dead and keeps their bytes in the table's
 files until the space is reused; the write-ahead log, base backups, replicas and PITR archives
