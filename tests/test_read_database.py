@@ -207,7 +207,8 @@ def test_bigquery_rows_convert_like_csv_text(batch):
     fn = _BigQueryRowsFn("demo-project.shop.orders", batch)
     fn.setup()
     fn.start_bundle()
-    (position, event), = [out.value for out in fn.process(good)]
+    outs = list(fn.process(good)) + list(fn.finish_bundle())   # the bundle's batch leaves at its end
+    (position, event), = [pair for out in outs for pair in out.value]
     assert position.startswith("bigquery:demo-project.shop.orders@") and position.endswith("#1")
     assert {k: event[k] for k in ("transactionId", "userId", "age", "items", "transactionAmount")} == {
         "transactionId": "170525764", "userId": "477049", "age": 30, "items": [11217, 18090], "transactionAmount": 12}
