@@ -39,7 +39,10 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-BATCH_SIZE = 2_000
+# Events per batch: Beam's per-element cost is already negligible at 500; bigger batches only keep
+# more events alive between stages (colder caches, longer garbage-collector passes: 2,000 measured
+# 0.5-1 s slower over 200,000 events).
+BATCH_SIZE = 500
 MAX_MILLIS = 10**15  # about the year 33,000; Beam's timestamps end near 294,000
 _GLOBAL = (GlobalWindow(),)
 

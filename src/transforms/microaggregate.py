@@ -3,7 +3,7 @@
     from transforms.microaggregate import MicroAggregate
     spec = MicroAggregationSpec.for_contract(contract, k=5, quasi_identifiers=["age"])
     out = encrypted | MicroAggregate(spec)                  # events, one per element
-    out = encrypted_batches | MicroAggregate(spec, batches=True)   # EncryptPii's batches of (position, event)
+    out = batches | MicroAggregate(spec, batches=True)     # EncryptPii's batches of (position, event)
     out[MicroAggregate.RECORDS]   # events with each quasi-identifier replaced by its group's aggregate
     out[MicroAggregate.REPORT]    # one dict: k, groups, smallest group, information loss, suppressed
 
@@ -60,5 +60,6 @@ class MicroAggregate(beam.PTransform):
         return (
             events
             | "Gather" >> beam.combiners.ToList()
-            | "Aggregate" >> beam.ParDo(_MicroAggregateFn(self.spec, self.batches)).with_outputs(self.REPORT, main=self.RECORDS)
+            | "Aggregate" >> beam.ParDo(_MicroAggregateFn(self.spec, self.batches)).with_outputs(
+                self.REPORT, main=self.RECORDS)
         )
