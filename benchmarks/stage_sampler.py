@@ -27,6 +27,7 @@ STAGES = {
     "privacy_streams.py": "privacy streams (decrypt + mask)",
     "write_jsonl.py": "write JSONL",
     "dead_letters.py": "dead letters",
+    "event_batches.py": "event batches (build, unbatch)",
 }
 KEYS = "keys (key ring, KEK, SQLite key store)"  # the key work inside the encrypt stage
 _KEY_MODULES = ("/privacy/keyring.py", "/privacy/keystore.py", "/privacy/kek.py")

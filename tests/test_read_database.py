@@ -17,6 +17,7 @@ from contracts.batch_input import BatchInput, ConsentConfig, TimestampConfig
 from pg_tables import PG_URI, connect, drop, unique_table, webshop_table
 from pipeline_runs import read_csv, webshop_csv
 from transforms.postgres_ranges import PostgresSource, SourceError, plan_read, read_range, select_sql
+from transforms.event_batches import Unbatch
 from transforms.read_database import ReadPostgresTable
 from transforms.read_input import ReadBatchInput
 from transforms.validate import ValidateEvents
@@ -62,8 +63,8 @@ def test_table_rows_become_the_events_of_the_same_csv(tmp_path, conn, table, bat
     with TestPipeline(runner="FnApiRunner") as p:
         from_table = p | "Table" >> ReadPostgresTable(source, batch)
         from_csv = p | "Csv" >> ReadBatchInput(str(csv_path), batch)
-        table_events = from_table[ReadPostgresTable.EVENTS] | "T" >> beam.Map(without_nonce)
-        csv_events = from_csv[ReadBatchInput.EVENTS] | "C" >> beam.Map(without_nonce)
+        table_events = from_table[ReadPostgresTable.EVENTS] | "UT" >> Unbatch() | "T" >> beam.Map(without_nonce)
+        csv_events = from_csv[ReadBatchInput.EVENTS] | "UC" >> Unbatch() | "C" >> beam.Map(without_nonce)
         expected = csv_events | "All C" >> beam.combiners.ToList()
         actual = table_events | "All T" >> beam.combiners.ToList()
         same = actual | beam.Map(lambda t, c: (len(t), sorted(map(repr, t)) == sorted(map(repr, c))),
@@ -125,7 +126,8 @@ def test_nulls_and_wrong_types_become_dead_letters(conn, table, batch, contract)
         positions = dead | "Positions" >> beam.Map(lambda d: d["position"].startswith(f"shopdb:{table}@(")
                                                     and "thirty" not in str(d) and "XXL" not in str(d))
         assert_that(positions, equal_to([True] * 6), label="ctid positions, no values")
-        assert_that(checked[ValidateEvents.VALID] | beam.Map(lambda pair: pair[1]["transactionId"]), equal_to(["t1"]),
+        assert_that(checked[ValidateEvents.VALID] | Unbatch() | beam.Map(lambda pair: pair[1]["transactionId"]),
+                    equal_to(["t1"]),
                     label="valid")
 
 
@@ -205,7 +207,8 @@ def test_bigquery_rows_convert_like_csv_text(batch):
     fn = _BigQueryRowsFn("demo-project.shop.orders", batch)
     fn.setup()
     fn.start_bundle()
-    (position, event), = [out.value for out in fn.process(good)]
+    outs = list(fn.process(good)) + list(fn.finish_bundle())   # the bundle's batch leaves at its end
+    (position, event), = [pair for out in outs for pair in out.value]
     assert position.startswith("bigquery:demo-project.shop.orders@") and position.endswith("#1")
     assert {k: event[k] for k in ("transactionId", "userId", "age", "items", "transactionAmount")} == {
         "transactionId": "170525764", "userId": "477049", "age": 30, "items": [11217, 18090], "transactionAmount": 12}

@@ -11,6 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from contracts.batch_input import BatchInput, ConsentConfig, TimestampConfig
+from transforms.event_batches import Unbatch
 from transforms.read_input import ReadBatchInput, _record_ranges, csv_rows, jsonl_rows
 
 HEADER = ("transactionId,userId,email,age,tshirtSize,fullName,phoneNumber,address,transactionAmount,"
@@ -90,7 +91,7 @@ def test_the_read_transform_spreads_ranges_and_keeps_events_and_positions(tmp_pa
 
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | ReadBatchInput(str(path), batch, split_bytes=16 * 1024)
-        events = out[ReadBatchInput.EVENTS] | beam.Map(
+        events = out[ReadBatchInput.EVENTS] | Unbatch() | beam.Map(
             lambda pair, t=beam.DoFn.TimestampParam: (pair[0], pair[1]["email"], t.micros))
         dead = out[ReadBatchInput.DEAD_LETTER] | beam.Map(lambda d: (d["position"], d["reason"]))
         assert_that(events, equal_to(expected_events), label="events")
@@ -105,7 +106,7 @@ def test_a_spool_line_whose_timestamp_is_not_a_time_is_a_dead_letter(tmp_path, w
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | ReadBatchInput(str(path), BatchInput(webshop_contract))
-        assert_that(out[ReadBatchInput.EVENTS] | beam.Map(lambda pair: pair[1]["transactionId"]),
+        assert_that(out[ReadBatchInput.EVENTS] | Unbatch() | beam.Map(lambda pair: pair[1]["transactionId"]),
                     equal_to(["0", "1", "2", "3"]))  # passed on for the contract check to judge
 
 

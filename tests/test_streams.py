@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pipelines.config import PipelineConfig
 from pipelines.graph import ENCRYPTED, privacy_graph
+from transforms.event_batches import Unbatch
 from privacy.daead import key_id_of
 from privacy.streams import CUMULATIVE, StreamSpec
 from tests.conftest import SIMULATOR
@@ -84,8 +85,10 @@ def test_notebook_cumulative_1_and_2_examples(simulator_contract, tmp_path):
         return check
 
     with TestPipeline(runner="FnApiRunner") as p:
-        outputs = privacy_graph(p | beam.Create(inputs), config)
-        assert_that(outputs[ENCRYPTED], check_encrypted, label="encrypted")
-        assert_that(outputs["streams/demo-1"], check_cumulative(1), label="cumulative 1")
-        assert_that(outputs["streams/demo-2"], check_cumulative(2), label="cumulative 2")
+        outputs = privacy_graph(p | beam.Create([inputs]), config)   # one batch of the four pairs
+        events = {name: outputs[name] | f"Unbatch {name}" >> Unbatch(positions=False)
+                  for name in (ENCRYPTED, "streams/demo-1", "streams/demo-2")}
+        assert_that(events[ENCRYPTED], check_encrypted, label="encrypted")
+        assert_that(events["streams/demo-1"], check_cumulative(1), label="cumulative 1")
+        assert_that(events["streams/demo-2"], check_cumulative(2), label="cumulative 2")
         assert_that(outputs["keys"] | beam.Map(lambda row: row["day"]), equal_to(["2023-01-13"] * 4), label="keys")

@@ -312,7 +312,8 @@ class LocalLoop:
             events = (pipeline | "Files" >> beam.Create(files) | "Read" >> beam.io.ReadAllFromText()
                       | "Lines" >> beam.Filter(str.strip) | "Parse" >> beam.Map(orjson.loads))
             write_batch_exports({output_key(exporter): events}, [exporter], DEFAULT_MAX_BYTES,
-                                write_mode="append", run_started=now)   # each pass: a run of its own
+                                write_mode="append", run_started=now,   # each pass: a run of its own
+                                event_batches=False)                    # events read back from files
             result = pipeline.run()
             result.wait_until_finish()
         events = counters(result).get(f"written/exporter_{exporter.name}", 0)

@@ -40,18 +40,22 @@ def prepare_exports(config: PipelineConfig, options, probe: bool = True) -> Expo
 
 
 def write_batch_exports(outputs: dict, exporters: list[Exporter], max_bytes: int, run=None,
-                        write_mode: str = "append", run_started: float | None = None) -> dict:
+                        write_mode: str = "append", run_started: float | None = None,
+                        event_batches: bool = True) -> dict:
     """One WriteJsonlBatches per exporter (shards of ``max_bytes``): temp files of ``run`` (a
     ``transforms.write_jsonl.RunOutputs`` whose OutputRun registered the exporters' directories:
     the batch job's one commit) or, without ``run``, each a run of its own in ``write_mode`` (the
-    local loop's export passes, which append); returns the PCollections by exporter name."""
+    local loop's export passes, which append); returns the PCollections by exporter name.
+    ``event_batches``: the encrypted and stream outputs are batches of (position, event) pairs
+    (``pipelines.graph.privacy_graph``'s); False when they are events, one per element. Keys are
+    rows either way."""
     from transforms.write_jsonl import WriteJsonlBatches
     written = {}
     for exporter in exporters:
         written[f"exporter/{exporter.name}"] = outputs[output_key(exporter)] | f"Export {exporter.name}" >> \
             WriteJsonlBatches(exporter.directory, kind=exporter.file_kind, max_bytes=max_bytes,
                               run_started=run_started, counter=f"exporter_{exporter.name}", run=run,
-                              write_mode=write_mode)
+                              write_mode=write_mode, batches=event_batches and output_key(exporter) != KEYS)
     return written
 
 

@@ -8,7 +8,9 @@
 
 source (files, or a database table: pipelines.sources) -> ValidateEvents -> EncryptPii ->
 PrivacyStreams, each output written as JSONL under the config's output root: encrypted/,
-streams/<name>/, keys/, dead_letter/. A batch run's outputs (and its exporters') are one commit
+streams/<name>/, keys/, dead_letter/. Events travel between the stages as batches of (position,
+event) pairs (``transforms.event_batches``): encrypted/ and the streams are PCollections of
+batches (``EVENT_OUTPUTS``), keys/ and dead_letter/ of rows. A batch run's outputs (and its exporters') are one commit
 (``transforms.write_jsonl``): ``output_run`` says where and how (``config.write_mode``); keys/
 holds each keyLink the run used once (``DistinctKeyRows``). The micro-aggregation job:
 pipelines.micro_aggregation.
@@ -24,12 +26,18 @@ from pipelines.config import PipelineConfig
 from pipelines.sources import read_batch_source
 from privacy.kek import prepare_kek
 from transforms.encrypt import DistinctKeyRows, EncryptPii, KeyRingSpec
+from transforms.event_batches import SingleBatches, Unbatch
 from transforms.privacy_streams import PrivacyStreams
 from transforms.validate import ValidateEvents
 from transforms.run_commit import OutputRun
 from transforms.write_jsonl import RunOutputs, WriteJsonlBatches, runner_name
 
 ENCRYPTED, STREAMS, KEYS, DEAD_LETTERS = "encrypted", "streams", "keys", "dead_letter"
+
+
+def is_event_output(name: str) -> bool:
+    """True for the outputs that hold batches of events (encrypted, streams/<name>), False for rows."""
+    return name == ENCRYPTED or name.startswith(f"{STREAMS}/")
 
 
 def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
@@ -39,24 +47,28 @@ def key_ring_spec(config: PipelineConfig) -> KeyRingSpec:
     return KeyRingSpec(config.key_store, config.kek, config.retention_days, policies)
 
 
-def privacy_graph(pairs, config: PipelineConfig, admit: beam.PTransform | None = None) -> dict:
-    """Validate, encrypt and fan out (position, event) pairs; returns the named PCollections.
+def privacy_graph(batches, config: PipelineConfig, admit: beam.PTransform | None = None) -> dict:
+    """Validate, encrypt and fan out batches of (position, event) pairs; returns the named PCollections.
 
-    Positions travel with the events through every per-row stage, so each stage's dead letters
-    name ``file:line`` (or the message); the outputs hold plain events. ``admit`` (streaming:
-    ``transforms.lateness.AdmitInTime``) takes the valid events before they are encrypted and
-    fanned out; its ADMITTED output goes on, its TOO_LATE rows join the dead letters.
+    Positions travel with the events through every stage, so each stage's dead letters name
+    ``file:line`` (or the message). The encrypted output and each stream are PCollections of
+    batches of (position, event) pairs (``is_event_output``; ``transforms.event_batches.Unbatch``
+    gives one event per element, with its own timestamp); keys and dead letters hold rows.
+    ``admit`` (streaming: ``transforms.lateness.AdmitInTime``, a per-event decision) takes the
+    valid events one by one (unbatched, each with its own timestamp) before they are encrypted
+    and fanned out; its ADMITTED events go on as one-element batches, its TOO_LATE rows join the
+    dead letters.
     """
     contracts = {config.contract.ref: config.contract}
     prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once: workers only open it
     keys = key_ring_spec(config)
-    checked = pairs | "ValidateEvents" >> ValidateEvents(contracts)
+    checked = batches | "ValidateEvents" >> ValidateEvents(contracts)
     valid, too_late = checked[ValidateEvents.VALID], []
     if admit is not None:
-        decided = valid | "AdmitInTime" >> admit
-        valid, too_late = decided[admit.ADMITTED], [decided[admit.TOO_LATE]]
+        decided = valid | "ValidEvents" >> Unbatch() | "AdmitInTime" >> admit
+        valid, too_late = decided[admit.ADMITTED] | "AdmittedBatches" >> SingleBatches(), [decided[admit.TOO_LATE]]
     encrypted = valid | "EncryptPii" >> EncryptPii(contracts, keys)
-    streams = encrypted[EncryptPii.POSITIONED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
+    streams = encrypted[EncryptPii.ENCRYPTED] | "PrivacyStreams" >> PrivacyStreams(contracts, config.streams, keys)
     outputs = {
         ENCRYPTED: encrypted[EncryptPii.ENCRYPTED],
         KEYS: encrypted[EncryptPii.KEYS],
@@ -82,9 +94,10 @@ def output_run(config: PipelineConfig, exporters=(), runner: str = "FnApiRunner"
     return run
 
 
-def write_outputs(outputs: dict, config: PipelineConfig, run: RunOutputs) -> dict:
+def write_outputs(outputs: dict, config: PipelineConfig, run: RunOutputs, batched=is_event_output) -> dict:
     """Write every output as JSONL under the output root (temp files of ``run``, committed by
-    ``run.commit()``); returns the PCollections of temp files by output name."""
+    ``run.commit()``); returns the PCollections of temp files by output name. ``batched(name)``:
+    whether an output holds batches of events (default: encrypted and the streams) or rows."""
     written = {}
     for name, pcoll in outputs.items():
         if isinstance(pcoll, list):
@@ -92,7 +105,7 @@ def write_outputs(outputs: dict, config: PipelineConfig, run: RunOutputs) -> dic
         kind = {KEYS: "keys", DEAD_LETTERS: "dead-letter"}.get(name, "stream")
         written[name] = pcoll | f"Write {name}" >> WriteJsonlBatches(
             config.output_dir(name), kind=kind, partition_by_day=config.partition_by_day and name != KEYS,
-            max_bytes=config.max_file_bytes, counter=name, run=run)
+            max_bytes=config.max_file_bytes, counter=name, run=run, batches=batched(name))
     return written
 
 

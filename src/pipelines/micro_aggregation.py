@@ -52,7 +52,7 @@ def build_micro_aggregation_graph(pipeline, config: PipelineConfig, now_ms: int 
     prepare_kek(config.kek)  # a local KEK is made here, on the launcher, once (as pipelines.graph does)
     checked = read["events"] | "ValidateEvents" >> ValidateEvents(contracts)
     encrypted = checked[ValidateEvents.VALID] | "EncryptPii" >> EncryptPii(contracts, key_ring_spec(config))
-    aggregated = encrypted[EncryptPii.ENCRYPTED] | "MicroAggregate" >> MicroAggregate(config.micro_aggregation)
+    aggregated = encrypted[EncryptPii.ENCRYPTED] | "MicroAggregate" >> MicroAggregate(config.micro_aggregation, batches=True)
     outputs = {
         RECORDS: aggregated[MicroAggregate.RECORDS],
         KEYS: encrypted[EncryptPii.KEYS] | "DistinctKeys" >> DistinctKeyRows(),

@@ -43,8 +43,9 @@ import apache_beam as beam
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.connectors import Exporter
 from pipelines.exporting import output_key
-from pipelines.graph import DEAD_LETTERS, ENCRYPTED, KEYS, STREAMS, privacy_graph
+from pipelines.graph import DEAD_LETTERS, ENCRYPTED, KEYS, STREAMS, is_event_output, privacy_graph
 from pipelines.stream_options import DEFAULT_EXPORT_SHARDS, StreamingSourceOptions
+from transforms.event_batches import SingleBatches, Unbatch
 from transforms.lateness import AdmitInTime
 from transforms.stream_sources import JSON, ReadKafkaEvents, ReadPubSubEvents
 from transforms.windowed_export import DEFAULT_ALLOWED_LATENESS, WriteProcessingTimeJsonl, WriteWindowedJsonl
@@ -139,12 +140,19 @@ def write_streaming_outputs(outputs: dict, config: PipelineConfig, exporters: li
 def build_streaming_graph(pipeline, config: PipelineConfig, options: StreamingSourceOptions,
                           exporters: list[Exporter] = (), source: beam.PTransform | None = None,
                           run_id: str | None = None) -> dict:
-    """The streaming job: read, decide lateness, run the privacy graph, write every output."""
+    """The streaming job: read, decide lateness, run the privacy graph, write every output.
+
+    The source's (position, event) pairs enter the privacy graph as one-element batches; the
+    encrypted and stream batches leave it as one event per element again, each with its own
+    timestamp (``transforms.event_batches.Unbatch``), for the windowed writers."""
     lateness, shards = _lateness_and_shards(options)
     source = source if source is not None else stream_source(config, options, exporters)
     read = pipeline | "ReadStream" >> source
     admit = AdmitInTime(export_intervals(config, list(exporters)), lateness, shards, OutputsOf(config))
-    outputs = privacy_graph(read[ReadPubSubEvents.EVENTS], config, admit=admit)
+    batches = read[ReadPubSubEvents.EVENTS] | "SingleBatches" >> SingleBatches()
+    outputs = privacy_graph(batches, config, admit=admit)
+    for name in [name for name in outputs if is_event_output(name)]:
+        outputs[name] = outputs[name] | f"Unbatch {name}" >> Unbatch(positions=False)
     outputs[DEAD_LETTERS] = [read[ReadPubSubEvents.DEAD_LETTER], *outputs[DEAD_LETTERS]]
     return write_streaming_outputs(outputs, config, list(exporters), lateness, shards,
                                    run_id or str(uuid.uuid4()))

@@ -1,5 +1,6 @@
 """Beam glue: one module per stage of the graph in DESIGN.md, thin over contracts/ and privacy/.
 
+    from transforms.event_batches import Unbatch, SingleBatches               # events travel as batches
     from transforms.read_input import ReadBatchInput
     from transforms.validate import ValidateEvents
     from transforms.encrypt import EncryptPii

@@ -2,15 +2,21 @@
 
     from transforms.encrypt import EncryptPii, KeyRingSpec
     spec = KeyRingSpec("sqlite:///out/keystore.sqlite", "local://out/kek.json")
-    out = valid_pairs | EncryptPii({contract.ref: contract}, spec)   # (position, event) pairs
-    out[EncryptPii.ENCRYPTED]     # events, PII encrypted, strmMeta.keyLink set
-    out[EncryptPii.POSITIONED]    # the same events as (position, event), for the stages after this one
+    out = valid_batches | EncryptPii({contract.ref: contract}, spec)   # batches of (position, event)
+    out[EncryptPii.ENCRYPTED]     # batches of (position, event): PII encrypted, strmMeta.keyLink set
     out[EncryptPii.KEYS]          # a row for every key the events use, wrapped by the KEK
     out[EncryptPii.DEAD_LETTER]   # events that could not be encrypted: position, reason
     out[EncryptPii.KEYS] | DistinctKeyRows()   # batch: each keyLink once
 
-Elements are buffered per bundle (``batch_size``, default 10,000: big batches are what keep a
-key store's writes cheap) so that keys are resolved in one key-store round trip per batch: cached keys first, then a look-up, then new keys inserted under the
+Input and ENCRYPTED elements are batches (``transforms.event_batches``): each input batch gives
+at most one ENCRYPTED batch (its encrypted events in order, never empty) with the input batch's
+timestamp, windows and pane; the encrypted batches keep their positions, so they are also what
+the privacy streams read. Key rows and dead letters are one element per row, with the timestamp
+and windows of the batch their event came in.
+
+Batches are buffered per bundle until they hold ``batch_size`` events (default 10,000: big
+batches are what keep a key store's writes cheap) so that keys are resolved in one key-store
+round trip per buffer: cached keys first, then a look-up, then new keys inserted under the
 store's unique constraint (another writer's key is adopted). Only kept keys encrypt anything.
 All PII fields of one event share one key, so their ciphertexts share the first bytes. Keys of
 a contract with a retention policy are that policy's keys (``KeyRingSpec.policies``;
@@ -123,14 +129,15 @@ class _EncryptFn(beam.DoFn):
         }
 
     def start_bundle(self):
-        self.buffer = []
+        self.buffer, self.buffered = [], 0
         if not hasattr(self, "announced"):  # once per instance: Beam's old DirectRunner calls setup per bundle
             self.announced: OrderedDict[str, frozenset] = OrderedDict()  # keyLink -> data subjects in its row
 
-    def process(self, pair, element=beam.DoFn.WindowedValueParam):
+    def process(self, batch, element=beam.DoFn.WindowedValueParam):
         # The whole WindowedValue is kept: outputs are emitted with its timestamp, windows and pane.
         self.buffer.append(element)
-        if len(self.buffer) >= self.batch_size:
+        self.buffered += len(batch)
+        if self.buffered >= self.batch_size:
             yield from self._flush()
 
     def finish_bundle(self):
@@ -159,47 +166,53 @@ class _EncryptFn(beam.DoFn):
         return pair, subject if subject.__class__ is str else None
 
     def _flush(self):
-        batch, self.buffer = self.buffer, []
+        elements, self.buffer, self.buffered = self.buffer, [], 0
+        if not elements:
+            return
         wanted: dict[tuple[str, str], set[str]] = {}
         pairs = []
-        for element in batch:
-            position, event = element.value
-            try:
-                planned = self._key_pair(event)
-            except Exception as exc:  # the catch-all: class and stage, never the text
-                planned = self.failures.record(exc, position)
-            if planned.__class__ is str:  # a problem
-                pairs.append(planned)
-                continue
-            pair, subject = planned
-            subjects = wanted.get(pair)
-            if subjects is None:
-                subjects = wanted[pair] = set()
-            if subject:
-                subjects.add(subject)
-            pairs.append(pair)
+        key_pair, failures = self._key_pair, self.failures
+        for element in elements:
+            for position, event in element.value:
+                try:
+                    planned = key_pair(event)
+                except Exception as exc:  # the catch-all: class and stage, never the text
+                    planned = failures.record(exc, position)
+                if planned.__class__ is str:  # a problem
+                    pairs.append(planned)
+                    continue
+                pair, subject = planned
+                subjects = wanted.get(pair)
+                if subjects is None:
+                    subjects = wanted[pair] = set()
+                if subject:
+                    subjects.add(subject)
+                pairs.append(pair)
         keys, created = self.ring.keys_for(wanted) if wanted else ({}, [])
         first_seen = {}
         encrypted_count = 0
         plans = self.plans
-        for element, pair in zip(batch, pairs):
-            position, event = element.value
-            if pair.__class__ is str:
-                yield self._reject(element, position, pair, _ref(event))
-                continue
-            key_link, key = keys[pair]
-            if key_link not in first_seen:  # the key row goes out even if this event then fails
-                first_seen[key_link] = element
-            try:
-                meta = event["strmMeta"]
-                encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
-                encrypted["strmMeta"] = {**meta, "keyLink": key_link}
-            except Exception as exc:  # the catch-all: class and stage, never the text
-                yield self._reject(element, position, self.failures.record(exc, position), _ref(event))
-                continue
-            encrypted_count += 1
-            yield element.with_value(encrypted)
-            yield beam.pvalue.TaggedOutput(EncryptPii.POSITIONED, element.with_value((position, encrypted)))
+        planned = iter(pairs)
+        for element in elements:
+            out = []
+            for (position, event), pair in zip(element.value, planned):
+                if pair.__class__ is str:
+                    yield self._reject(element, position, pair, _ref(event))
+                    continue
+                key_link, key = keys[pair]
+                if key_link not in first_seen:  # the key row goes out even if this event then fails
+                    first_seen[key_link] = element
+                try:
+                    meta = event["strmMeta"]
+                    encrypted = plans[meta["eventContractRef"]][0].encrypt(event, key)
+                    encrypted["strmMeta"] = {**meta, "keyLink": key_link}
+                except Exception as exc:  # the catch-all: class and stage, never the text
+                    yield self._reject(element, position, failures.record(exc, position), _ref(event))
+                    continue
+                out.append((position, encrypted))
+            if out:
+                encrypted_count += len(out)
+                yield element.with_value(out)
         self.encrypted.inc(encrypted_count)
         yield from self._key_rows(keys, created, wanted, first_seen)
 
@@ -256,10 +269,9 @@ class DistinctKeyRows(beam.PTransform):
 
 
 class EncryptPii(beam.PTransform):
-    """Encrypts the PII of valid (position, event) pairs; see the module docstring."""
+    """Encrypts the PII of batches of valid (position, event) pairs; see the module docstring."""
 
     ENCRYPTED = "encrypted"
-    POSITIONED = "positioned"
     KEYS = "keys"
     DEAD_LETTER = DEAD_LETTER
 
@@ -272,4 +284,4 @@ class EncryptPii(beam.PTransform):
     def expand(self, pairs):
         return pairs | "EncryptFields" >> beam.ParDo(
             _EncryptFn(self.contracts, self.keys, self.batch_size)).with_outputs(
-            self.POSITIONED, self.KEYS, DEAD_LETTER, main=self.ENCRYPTED)
+            self.KEYS, DEAD_LETTER, main=self.ENCRYPTED)

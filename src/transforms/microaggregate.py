@@ -2,7 +2,8 @@
 
     from transforms.microaggregate import MicroAggregate
     spec = MicroAggregationSpec.for_contract(contract, k=5, quasi_identifiers=["age"])
-    out = encrypted | MicroAggregate(spec)
+    out = encrypted | MicroAggregate(spec)                  # events, one per element
+    out = batches | MicroAggregate(spec, batches=True)     # EncryptPii's batches of (position, event)
     out[MicroAggregate.RECORDS]   # events with each quasi-identifier replaced by its group's aggregate
     out[MicroAggregate.REPORT]    # one dict: k, groups, smallest group, information loss, suppressed
 
@@ -21,13 +22,16 @@ from privacy.kanonymity import MicroAggregationError, MicroAggregationSpec, micr
 
 
 class _MicroAggregateFn(beam.DoFn):
-    def __init__(self, spec: MicroAggregationSpec):
+    def __init__(self, spec: MicroAggregationSpec, batches: bool = False):
         self.spec = spec
+        self.batches = batches
         self.published = Metrics.counter("microaggregation", "records_out")
         self.suppressed = Metrics.counter("microaggregation", "suppressed")
         self.groups = Metrics.counter("microaggregation", "groups")
 
     def process(self, events):
+        if self.batches:
+            events = [event for batch in events for _, event in batch]
         try:
             published, report = microaggregate(events, self.spec)
         except MicroAggregationError as exc:
@@ -41,18 +45,21 @@ class _MicroAggregateFn(beam.DoFn):
 
 
 class MicroAggregate(beam.PTransform):
-    """Micro-aggregates a PCollection of events; outputs RECORDS and REPORT."""
+    """Micro-aggregates a PCollection of events (or, with ``batches``, of batches of (position,
+    event) pairs: ``transforms.event_batches``); outputs RECORDS (events, one per element) and REPORT."""
 
     RECORDS = "records"
     REPORT = "report"
 
-    def __init__(self, spec: MicroAggregationSpec):
+    def __init__(self, spec: MicroAggregationSpec, batches: bool = False):
         super().__init__()
         self.spec = spec
+        self.batches = batches
 
     def expand(self, events):
         return (
             events
             | "Gather" >> beam.combiners.ToList()
-            | "Aggregate" >> beam.ParDo(_MicroAggregateFn(self.spec)).with_outputs(self.REPORT, main=self.RECORDS)
+            | "Aggregate" >> beam.ParDo(_MicroAggregateFn(self.spec, self.batches)).with_outputs(
+                self.REPORT, main=self.RECORDS)
         )

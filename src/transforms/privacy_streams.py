@@ -2,9 +2,13 @@
 
     from transforms.privacy_streams import PrivacyStreams
     specs = [StreamSpec.cumulative("webshop-1", 1, masked_fields=("userId",))]
-    streams = positioned | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)  # (position, event)
-    streams["webshop-1"]       # events with levels 0..1 decrypted, userId masked
+    streams = encrypted_batches | PrivacyStreams({contract.ref: contract}, specs, key_ring_spec)
+    streams["webshop-1"]       # batches of (position, event): levels 0..1 decrypted, userId masked
     streams[PrivacyStreams.DEAD_LETTER]   # events a stream could not be made of: position, reason
+
+Input and stream elements are batches of (position, event) pairs (``transforms.event_batches``;
+EncryptPii's ENCRYPTED output): each input batch gives at most one batch per stream (never empty),
+with the input batch's timestamp and windows; dead letters are one element per row.
 
 Each stream decrypts the purpose levels it permits and masks its chosen fields (see
 ``privacy.streams``; masking keys from the key store, ``privacy.masking``). The key comes from
@@ -44,34 +48,39 @@ class _RevealFn(beam.DoFn):
         self.plans = {ref: FieldPlan(c) for ref, c in self.contracts.items()}
         self.masks = {s.name: stream_masker(s, self.ring) for s in self.specs}
 
-    def process(self, pair):
-        position, event = pair
-        try:
-            meta = event["strmMeta"]
-            consent = meta.get("consentLevels") or ()
-            admitted = [s for s in self.specs if s.admits(consent)]
-            if not admitted:
-                return
-            key = self.ring.key_for_link(meta["keyLink"])
-            if key is None:
-                self.keys_missing.inc()
-                return
-            plan = self.plans[meta["eventContractRef"]]
-            revealed = [(spec.name, plan.reveal(event, key, spec, self.masks[spec.name])) for spec in admitted]
-        except Exception as exc:  # the catch-all: class and stage, never the text; no stream gets the event
-            self.rejected.inc()
-            meta = event.get("strmMeta") if event.__class__ is dict else None
-            ref = meta.get("eventContractRef") if meta.__class__ is dict else None
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                position, "streams", self.failures.record(exc, position), contract_label(ref, self.contracts)))
-            return
-        for name, stream_event in revealed:
-            self.counters[name].inc()
-            yield beam.pvalue.TaggedOutput(name, stream_event)
+    def process(self, batch):
+        specs, plans, masks, ring = self.specs, self.plans, self.masks, self.ring
+        out = {spec.name: [] for spec in specs}
+        for position, event in batch:
+            try:
+                meta = event["strmMeta"]
+                consent = meta.get("consentLevels") or ()
+                admitted = [s for s in specs if s.admits(consent)]
+                if not admitted:
+                    continue
+                key = ring.key_for_link(meta["keyLink"])
+                if key is None:
+                    self.keys_missing.inc()
+                    continue
+                plan = plans[meta["eventContractRef"]]
+                revealed = [(spec.name, plan.reveal(event, key, spec, masks[spec.name])) for spec in admitted]
+            except Exception as exc:  # the catch-all: class and stage, never the text; no stream gets the event
+                self.rejected.inc()
+                meta = event.get("strmMeta") if event.__class__ is dict else None
+                ref = meta.get("eventContractRef") if meta.__class__ is dict else None
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                    position, "streams", self.failures.record(exc, position), contract_label(ref, self.contracts)))
+                continue
+            for name, stream_event in revealed:
+                out[name].append((position, stream_event))
+        for name, stream_batch in out.items():
+            if stream_batch:
+                self.counters[name].inc(len(stream_batch))
+                yield beam.pvalue.TaggedOutput(name, stream_batch)
 
 
 class PrivacyStreams(beam.PTransform):
-    """Fans encrypted (position, event) pairs out to one tagged output per stream name."""
+    """Fans batches of encrypted (position, event) pairs out to one tagged output (of batches) per stream name."""
 
     DEAD_LETTER = DEAD_LETTER
 

@@ -1,12 +1,14 @@
-"""Database tables as batch input: PostgreSQL key ranges and BigQuery tables -> (position, event) pairs.
+"""Database tables as batch input: PostgreSQL key ranges and BigQuery tables -> batches of (position, event) pairs.
 
     from transforms.read_database import ReadPostgresTable, ReadBigQueryTable
     read = p | ReadPostgresTable(postgres_source, batch_input)        # transforms.postgres_ranges
     read = p | ReadBigQueryTable("project.dataset.orders", batch_input)
-    read[ReadPostgresTable.EVENTS]        # (position, event), timestamped with strmMeta.timestamp
+    read[ReadPostgresTable.EVENTS]        # batches: [(position, event), ...] (transforms.event_batches)
     read[ReadPostgresTable.DEAD_LETTER]   # rows whose values do not convert (reason and position only)
 
-Both yield what ``ReadBatchInput`` yields for a CSV file, so the rest of the graph is the same:
+Both yield what ``ReadBatchInput`` yields for a CSV file, so the rest of the graph is the same
+(batches of at most ``event_batches.BATCH_SIZE`` events per key range, or per bundle for BigQuery;
+dead letters one per row):
 a row becomes the text a CSV export would hold (``contracts.table_rows``) and goes through the
 same ``BatchInput`` (consent, timestamp, the contract's types).
 
@@ -31,20 +33,14 @@ from contracts.events import EventError
 from contracts.table_rows import text_form
 from transforms import read_progress
 from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
+from transforms.event_batches import BATCH_SIZE, BatchOf
 from transforms.postgres_ranges import PostgresSource, plan_read, read_range
-
-_MAX_MILLIS = 10**15  # beyond this a timestamp is no time: the contract check rejects the event
-
-
-def _timestamped(position: str, event: dict):
-    millis = event["strmMeta"]["timestamp"]
-    if isinstance(millis, int) and not isinstance(millis, bool) and -_MAX_MILLIS < millis < _MAX_MILLIS:
-        return beam.window.TimestampedValue((position, event), millis / 1000)
-    return position, event
 
 
 class _RowsToEvents:
-    """Shared by the readers: a row dict -> a timestamped (position, event) or a dead letter."""
+    """Shared by the readers: a row dict -> its event added to ``batch`` (a full batch element is
+    returned), or a dead letter. An event whose timestamp is no time goes on too: the contract
+    check rejects it."""
 
     def __init__(self, batch_input: BatchInput):
         self.batch_input = batch_input
@@ -52,11 +48,13 @@ class _RowsToEvents:
         self.rejected = Metrics.counter("pipeline", "dead_letter_read")
         self.failures = FailureLog("read")
 
-    def convert(self, position: str, row: dict):
+    def convert(self, position: str, row: dict, batch: BatchOf):
         self.rows_read.inc()
         read_progress.advance(1)   # the progress line's rows (no input bytes for a table)
         try:
-            return _timestamped(position, self.batch_input.to_event(row))
+            event = self.batch_input.to_event(row)
+            event["strmMeta"]["timestamp"]
+            return batch.add(position, event)
         except EventError as err:
             reason = err.reason
         except Exception as exc:  # the catch-all, as ReadBatchInput's: class and stage, never the text
@@ -91,12 +89,18 @@ class _ReadRangeFn(beam.DoFn):
         self.conn = None
         self.rows = _RowsToEvents(self.batch_input)
 
-    def process(self, element):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
         plan, key_range = element
         if self.conn is None or self.conn.closed:
             self.conn = self.source.connect()
+        batch, convert = BatchOf(BATCH_SIZE, fallback=timestamp), self.rows.convert
         for position, row in read_range(self.conn, self.source, plan, key_range):
-            yield self.rows.convert(position, row)
+            out = convert(position, row, batch)
+            if out is not None:
+                yield out
+        rest = batch.flush()
+        if rest is not None:
+            yield rest
 
     def teardown(self):
         if getattr(self, "conn", None) is not None:
@@ -138,10 +142,18 @@ class _BigQueryRowsFn(beam.DoFn):
     def start_bundle(self):
         self.prefix = f"bigquery:{self.table}@{uuid.uuid4().hex[:12]}#"
         self.number = 0
+        self.batch = BatchOf(BATCH_SIZE)
 
     def process(self, row):
         self.number += 1
-        yield self.rows.convert(f"{self.prefix}{self.number}", {k: text_form(v) for k, v in row.items()})
+        out = self.rows.convert(f"{self.prefix}{self.number}", {k: text_form(v) for k, v in row.items()}, self.batch)
+        if out is not None:
+            yield out
+
+    def finish_bundle(self):
+        rest = self.batch.flush()   # the bundle's last events (global window, as the read's)
+        if rest is not None:
+            yield rest
 
 
 class ReadBigQueryTable(beam.PTransform):

@@ -1,9 +1,13 @@
-"""ReadBatchInput: CSV (with header) or JSONL files -> (position, event) pairs with strmMeta.
+"""ReadBatchInput: CSV (with header) or JSONL files -> batches of (position, event) pairs with strmMeta.
 
     from transforms.read_input import ReadBatchInput
     read = p | ReadBatchInput("data/*.csv", batch_input, input_format="csv")
-    read[ReadBatchInput.EVENTS]        # (position, event), timestamped with strmMeta.timestamp
-    read[ReadBatchInput.DEAD_LETTER]   # malformed rows and values that do not convert
+    read[ReadBatchInput.EVENTS]        # batches: [(position, event), ...] (transforms.event_batches)
+    read[ReadBatchInput.DEAD_LETTER]   # malformed rows and values that do not convert, one per row
+
+Each file range's events leave in batches of at most ``event_batches.BATCH_SIZE``, in file order,
+each timestamped with the earliest ``strmMeta.timestamp`` in it (``Unbatch`` gives every event its
+own again); dead letters stay one element per row.
 
 Files are matched with Beam's ``fileio`` (local paths, gs://, s3://, azfs://). A file larger than
 ``split_bytes`` (default 8 MiB, uncompressed) is cut into ranges of whole records by one quick
@@ -32,20 +36,16 @@ import orjson
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressedFile
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
 
 from contracts.batch_input import BatchInput
 from contracts.events import EventError
 from transforms import read_progress
 from transforms.dead_letters import DEAD_LETTER, FailureLog, dead_letter
+from transforms.event_batches import BATCH_SIZE, BatchOf
 from transforms.worker_tuning import tune_worker
 
 FORMATS = ("csv", "jsonl")
 DEFAULT_SPLIT_BYTES = 8 * 1024 * 1024
-_GLOBAL = (GlobalWindow(),)
-_MAX_MILLIS = 10**15  # about the year 33,000; Beam's timestamps end near 294,000
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 BOM = "\ufeff"
 
@@ -231,9 +231,10 @@ class _SplitFilesFn(beam.DoFn):
 
 
 class _ParseRowsFn(beam.DoFn):
-    def __init__(self, batch_input: BatchInput, input_format: str):
+    def __init__(self, batch_input: BatchInput, input_format: str, batch_size: int = BATCH_SIZE):
         self.batch_input = batch_input
         self.input_format = input_format
+        self.batch_size = batch_size
         self.rows_read = Metrics.counter("pipeline", "rows_read")
         self.rejected = Metrics.counter("pipeline", "dead_letter_read")
 
@@ -247,10 +248,12 @@ class _ParseRowsFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(
             DEAD_LETTER, dead_letter(position, "read", reason, self.batch_input.contract.ref))
 
-    def process(self, file_range):
+    def process(self, file_range, timestamp=beam.DoFn.TimestampParam):
         readable_file, start, first_line, records, header = file_range
         path = readable_file.metadata.path
         to_event = self.batch_input.to_event
+        batch = BatchOf(self.batch_size, fallback=timestamp)
+        add = batch.add
         count = 0
         with readable_file.open() as raw:
             text = _text(raw)
@@ -271,26 +274,28 @@ class _ParseRowsFn(beam.DoFn):
                         continue
                     try:
                         event = to_event(row)
-                        millis = event["strmMeta"]["timestamp"]
+                        event["strmMeta"]["timestamp"]
                     except EventError as err:
                         yield self._reject(position, err.reason)
                         continue
                     except Exception as exc:  # the catch-all: class and stage, never the text
                         yield self._reject(position, self.failures.record(exc, position))
                         continue
-                    if millis.__class__ is int and -_MAX_MILLIS < millis < _MAX_MILLIS:
-                        # The event's time in the read's global window: what a TimestampedValue
-                        # becomes, without float seconds and a window assignment per element.
-                        yield WindowedValue((position, event), Timestamp(micros=millis * 1000), _GLOBAL)
-                    else:  # a spool line's own timestamp that is not a time: the contract check rejects it
-                        yield position, event
+                    # An event whose timestamp is not a time (a spool line's own) goes on in the
+                    # batch too, without a time of its own: the contract check rejects it.
+                    full = add(position, event)
+                    if full is not None:
+                        yield full
+                rest = batch.flush()
+                if rest is not None:
+                    yield rest
             finally:
                 self.rows_read.inc(count)
                 read_progress.advance(count % read_progress.EVERY, raw, read_at)
 
 
 class ReadBatchInput(beam.PTransform):
-    """Reads CSV/JSONL files into (position, event) pairs; see the module docstring."""
+    """Reads CSV/JSONL files into batches of (position, event) pairs; see the module docstring."""
 
     EVENTS = "events"
     DEAD_LETTER = DEAD_LETTER

@@ -1,8 +1,8 @@
-"""ValidateEvents: check (position, event) pairs against their contracts.
+"""ValidateEvents: check batches of (position, event) pairs against their contracts.
 
     from transforms.validate import ContractCheck, ValidateEvents
-    checked = pairs | ValidateEvents({contract.ref: contract})
-    checked[ValidateEvents.VALID]        # (position, event) pairs, timestamps kept
+    checked = batches | ValidateEvents({contract.ref: contract})   # transforms.event_batches
+    checked[ValidateEvents.VALID]        # batches of the valid (position, event) pairs (never empty)
     checked[ValidateEvents.DEAD_LETTER]  # one row per rejected event: position + reason
 
     check = ContractCheck({contract.ref: contract})     # the same decision, without Beam
@@ -12,7 +12,8 @@ The contract is looked up by ``strmMeta.eventContractRef``; unknown contracts, c
 DEPRECATED do) and
 everything ``contracts.events.EventValidator`` refuses are dead letters. An unknown reference
 appears in the dead letter only in ``describe_ref``'s bounded, sanitised form. Valid events
-keep their position, so that later stages' dead letters can name it.
+keep their position, so that later stages' dead letters can name it. Each input batch gives at
+most one VALID batch (its valid events, in order, with the input batch's timestamp and windows).
 """
 from __future__ import annotations
 
@@ -67,19 +68,22 @@ class _ValidateFn(beam.DoFn):
         tune_worker()
         self.check = ContractCheck(self.contracts)
 
-    def process(self, pair):
-        position, event = pair
-        checked, dead = self.check(position, event)
-        if dead is not None:
+    def process(self, batch):
+        check, valid = self.check, []
+        for position, event in batch:
+            checked, dead = check(position, event)
+            if dead is None:
+                valid.append((position, checked))
+                continue
             self.rejected.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead)
-            return
-        self.valid.inc()
-        yield position, checked
+        if valid:
+            self.valid.inc(len(valid))
+            yield valid
 
 
 class ValidateEvents(beam.PTransform):
-    """Splits (position, event) pairs into valid (position, event) pairs and dead letters."""
+    """Splits batches of (position, event) pairs into batches of the valid ones and dead letters."""
 
     VALID = "valid"
     DEAD_LETTER = DEAD_LETTER

@@ -2,6 +2,7 @@
 
     from transforms.write_jsonl import RunOutputs, WriteJsonlBatches
     events | WriteJsonlBatches("out/encrypted")                  # a run of its own: written and committed
+    batches | WriteJsonlBatches("out/encrypted", batches=True)   # [(position, event), ...] elements
 
     run = RunOutputs(pipeline, OutputRun.create("out", ["encrypted", "keys"], mode="replace"))
     events | "Write encrypted" >> WriteJsonlBatches("out/encrypted", run=run)
@@ -15,6 +16,13 @@ file. Paths go through Beam's ``FileSystems``: local paths, gs://, s3://, azfs:/
 partitions each bundle writes its own files (only file names are shuffled); with
 ``partition_by_day`` events are grouped by day first. Batch only: streaming runs write per
 export window with ``transforms.windowed_export``.
+
+**Rows or batches.** One writer for both kinds of PCollection: by default each element is one row
+(keys, dead letters, reports); with ``batches=True`` each element is a batch of (position, event)
+pairs (``transforms.event_batches``: the graph's event outputs) and every event of it is a line,
+written with one writer look-up per batch; positions are not written. With ``partition_by_day``
+a batch is split by day into (day, [events]) before the GroupByKey, so what is shuffled is a few
+lists per batch, not one element per event. The files are the same either way.
 
 **A run is one commit.** Readers see all of a run's files or none, never a mix of two runs:
 
@@ -141,8 +149,9 @@ class _WriteBundleFn(beam.DoFn):
     """Writes each bundle's elements per (window, partition) to temp files; emits TempFile rows."""
 
     def __init__(self, directory: str, kind: str, run_id: str, run_label: str, partition, max_bytes: int,
-                 counter: str):
+                 counter: str, batches: bool = False):
         self.directory = directory
+        self.batches = batches
         self.kind = kind
         self.temps = temp_dir(directory, run_id)
         self.run_label = run_label
@@ -168,17 +177,28 @@ class _WriteBundleFn(beam.DoFn):
             self._write(element, window)
 
     def _write(self, element, window):
-        if isinstance(element, tuple):  # grouped by partition: (partition, events)
-            partition, events = element
-            writer = self._writer(window, partition)
-            dumps, write, count = orjson.dumps, writer.write, 0
-            for event in events:  # an iterable of a GroupByKey: counted as it goes
-                write(dumps(event) + b"\n")
-                count += 1
+        dumps = orjson.dumps
+        if isinstance(element, tuple):  # grouped by partition: (partition, events or lists of events)
+            partition, grouped = element
+            write, count = self._writer(window, partition).write, 0
+            if self.batches:
+                for events in grouped:  # an iterable of a GroupByKey: each a list of one batch's events
+                    for event in events:
+                        write(dumps(event) + b"\n")
+                    count += len(events)
+            else:
+                for event in grouped:  # counted as it goes
+                    write(dumps(event) + b"\n")
+                    count += 1
             self.lines += count
+        elif self.batches:  # [(position, event), ...]; partition_by_day batches come grouped
+            write = self._writer(window, "").write
+            for _, event in element:
+                write(dumps(event) + b"\n")
+            self.lines += len(element)
         else:
             partition = self.partition(element) if self.partition else ""
-            self._writer(window, partition).write(orjson.dumps(element) + b"\n")
+            self._writer(window, partition).write(dumps(element) + b"\n")
             self.lines += 1
 
     def finish_bundle(self):
@@ -256,15 +276,31 @@ class RunOutputs:
             _CommitRunFn(self.run), temps=beam.pvalue.AsList(temps))
 
 
+def _by_day(batch):
+    """A batch of (position, event) pairs -> (day partition, [events]) per day it holds."""
+    days: dict[str, list] = {}
+    for _, event in batch:
+        part = day_partition(event)
+        events = days.get(part)
+        if events is None:
+            days[part] = [event]
+        else:
+            events.append(event)
+    return days.items()
+
+
 class WriteJsonlBatches(beam.PTransform):
     """Writes dicts as JSONL file sets. With ``run`` (a ``RunOutputs``): temp files only, returned
     as ``TempFile`` rows and committed by ``run.commit()``; without: a run of its own (root =
-    ``directory``, mode ``write_mode``), written and committed, returning the final paths."""
+    ``directory``, mode ``write_mode``), written and committed, returning the final paths.
+    ``batches``: the elements are batches of (position, event) pairs, not rows (module docstring)."""
 
     def __init__(self, directory: str, kind: str = "stream", partition_by_day: bool = False,
                  max_bytes: int = DEFAULT_MAX_BYTES, run_id: str | None = None, run_started: float | None = None,
-                 counter: str | None = None, run: RunOutputs | None = None, write_mode: str = DEFAULT_WRITE_MODE):
+                 counter: str | None = None, run: RunOutputs | None = None, write_mode: str = DEFAULT_WRITE_MODE,
+                 batches: bool = False):
         super().__init__()
+        self.batches = batches
         self.directory = directory.rstrip("/")
         self.kind = kind
         self.counter = counter or directory.rstrip("/").rsplit("/", 1)[-1]
@@ -285,10 +321,11 @@ class WriteJsonlBatches(beam.PTransform):
         global_window = isinstance(events.windowing.windowfn, GlobalWindows)
         writer = (_WriteGlobalBundleFn if global_window else _WriteBundleFn)(
             directory, self.kind, run.run.run_id, _label(run.run.started),
-            day_partition if self.partition_by_day else None, self.max_bytes, self.counter)
+            day_partition if self.partition_by_day else None, self.max_bytes, self.counter, self.batches)
         if self.partition_by_day:
+            by_day = beam.FlatMap(_by_day) if self.batches else beam.Map(lambda event: (day_partition(event), event))
             events = (events
-                      | "KeyByDay" >> beam.Map(lambda event: (day_partition(event), event))
+                      | "KeyByDay" >> by_day
                       | "GroupByDay" >> beam.GroupByKey())
         temps = events | "WriteTempFiles" >> beam.ParDo(writer, begun=beam.pvalue.AsSingleton(run.begun))
         run.temps.append(temps)
