@@ -264,7 +264,8 @@ class EventValidator:
     missing) or raises EventError. The contract's checks are compiled in the constructor.
     """
 
-    def __init__(self, contract: Contract):
+    def __init__(self, contract: Contract, specialised: bool = True):
+        """``specialised=False``: the general checks only (the tests compare the two paths)."""
         self.contract = contract
         self._regexes: dict[str, list] = {}
         for validation in contract.validations:
@@ -279,7 +280,7 @@ class EventValidator:
         self._top.add("strmMeta", _Rule(NODE), False, True, children=meta)
         self._add_nodes(self._top, contract.nodes)
         from contracts.specialised import compile_validator
-        self._accept = compile_validator(self)  # a pre-check that only accepts; None: the general path only
+        self._accept = compile_validator(self) if specialised else None  # accepts only; None: the general path
 
     def _add_nodes(self, level: _Level, nodes: tuple[Node, ...]) -> None:
         for node in nodes:

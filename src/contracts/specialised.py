@@ -42,6 +42,9 @@ def _test(expr: str, rule, n: int, ns: dict, *, item: str) -> str:
         return f"({item}.__class__ is str and ({item}.isascii() or surrogate({item}) is None))"
     if kind == "BOOLEAN":
         return f"({item} is True or {item} is False)"
+    if kind == "STRING" and rule.equals is not None and rule.pattern is None:
+        ns[f"eq{n}"] = rule.equals
+        return f"({item}.__class__ is str and {item} == eq{n})"
     ns[f"ok{n}"] = rule.ok  # FLOAT, STRING with a pattern or a fixed value: the rule's own test
     return f"ok{n}({item})"
 
@@ -56,7 +59,8 @@ def _level_lines(level, var: str, ns: dict, counter: list, indent: str) -> list[
     n = counter[0]
     ns[f"known{n}"] = level.known
     lines = [f"{indent}if {var}.__class__ is not dict or not known{n}.issuperset({var}):",
-             f"{indent}    return None"]
+             f"{indent}    return None",
+             f"{indent}get{n} = {var}.get"]
     # Required or with a DEFAULT_VALUE: when missing, the general path reports it or fills it in (a copy).
     must = {name for name, _path, _default in level.present}
     for name, (path, repeated, ok, children, regexes, rule) in level.specs.items():
@@ -64,7 +68,7 @@ def _level_lines(level, var: str, ns: dict, counter: list, indent: str) -> list[
         f = counter[0]
         ns[f"k{f}"] = name
         value = f"v{f}"
-        lines.append(f"{indent}{value} = {var}.get(k{f})")
+        lines.append(f"{indent}{value} = get{n}(k{f})")
         if name in must:
             lines += [f"{indent}if {value} is None:", f"{indent}    return None"]
             inner = indent
@@ -115,7 +119,7 @@ def compile_validator(validator):
     if body is None:
         return None
     lines = ["def accept(event):", *body,
-             "    key = event.get(kkey)",
+             "    key = get1(kkey)",
              "    if key.__class__ is not str or not key.strip() or len(key) > MAX:",
              "        return None"]
     if validator._subject_path:
@@ -124,8 +128,7 @@ def compile_validator(validator):
                   "    if isinstance(subject, str) and len(subject) > MAX:",
                   "        return None"]
     lines.append("    return event")
-    exec(compile("\n".join(lines) + "\n", f"<accept {len(names)} fields>", "exec"), ns)  # noqa: S102
-    return ns["accept"]
+    return _build("accept", lines, ns, f"<accept {len(names)} fields>")
 
 
 # ------------------------------------------------------------------ the CSV row converter
@@ -138,7 +141,9 @@ def compile_row_converter(coercer, columns: tuple):
 
     ns: dict = {}
     values = ", ".join(f"c{i}" for i in range(len(columns)))
-    lines = ["def convert(row, meta):", f"    {values}{',' if len(columns) == 1 else ''} = row.values()"]
+    lines = ["def convert(row, meta):"]
+    if columns:
+        lines.append(f"    {values}, = row.values()")
     items = ["kmeta: meta"]
     ns["kmeta"] = "strmMeta"
     for i, name in enumerate(columns):
@@ -155,5 +160,15 @@ def compile_row_converter(coercer, columns: tuple):
             lines.append(f"    x{i} = f{i}(c{i})")
         items.append(f"k{i}: x{i}")
     lines.append("    return {" + ", ".join(items) + "}")
-    exec(compile("\n".join(lines) + "\n", f"<convert {len(columns)} columns>", "exec"), ns)  # noqa: S102
-    return ns["convert"]
+    return _build("convert", lines, ns, f"<convert {len(columns)} columns>")
+
+
+def _build(name: str, lines: list[str], ns: dict, filename: str):
+    """Compile ``lines`` (the function ``name``) inside a factory whose parameters are the constants
+    of ``ns``: they become the function's free variables, and the source holds none of them."""
+    constants = sorted(ns)
+    source = "\n".join([f"def _factory({', '.join(constants)}):", *("    " + line for line in lines),
+                         f"    return {name}", ""])
+    scope: dict = {}
+    exec(compile(source, filename, "exec"), scope)  # noqa: S102 - our source, see the module docstring
+    return scope["_factory"](**ns)
