@@ -167,28 +167,3 @@ def test_batch_input_gives_the_same_events_with_and_without_its_specialised_conv
     for row in [good(2), *({**good(1), **r} for r in rows)] * 4:  # a shape's third row on takes the specialised converter
         assert _convert(fast.to_event, row) == _convert(general.to_event, row)
     assert any(fast._converters.values())
-
-
-# ------------------------------------------------------------------ the per-day UTC time
-_TIME_TEXTS = st.one_of(
-    st.builds(lambda y, mo, d, h, mi, s, sep: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}",
-              st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25), st.integers(0, 61),
-              st.integers(0, 61), st.sampled_from([" ", "T", "x"])),
-    texts)
-
-
-def _stamp(config, value):
-    try:
-        return "ok", config.timestamp_ms({"date": value}, 0)
-    except EventError as err:
-        return "refused", err.reason
-
-
-@settings(max_examples=2000, deadline=None)
-@given(st.lists(_TIME_TEXTS, min_size=1, max_size=4), st.sampled_from(["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss"]))
-def test_the_per_day_utc_time_is_the_general_parse(values, fmt):
-    fast = TimestampConfig(field="date", format=fmt, timezone="UTC")
-    general = TimestampConfig(field="date", format=fmt, timezone="UTC")
-    object.__setattr__(general, "_utc_millis", lambda value: None)  # fromisoformat / strptime, as before
-    for value in values * 2:  # the second time from the day cache
-        assert _stamp(fast, value) == _stamp(general, value), value

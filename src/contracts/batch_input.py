@@ -153,7 +153,6 @@ class TimestampConfig:
             fmt = self.format if "%" in self.format else java_to_strptime(self.format)
             object.__setattr__(self, "_strptime", fmt)
             object.__setattr__(self, "_fast", _ISO_SHAPED.get(fmt))
-        object.__setattr__(self, "_days", {})  # 'yyyy-mm-dd' -> epoch ms of its UTC midnight (_utc_millis)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "TimestampConfig":
@@ -180,11 +179,6 @@ class TimestampConfig:
     def _parse_text(self, value) -> int:
         if value.__class__ is not str:
             raise TypeError("not text")
-        if (len(value) == 19 and self._fast is not None and self.timezone == "UTC"
-                and self._fast.fullmatch(value)):
-            millis = self._utc_millis(value)
-            if millis is not None:
-                return millis
         if self._strptime is None or (self._fast is not None and self._fast.fullmatch(value)):
             parsed = datetime.fromisoformat(value)  # the same result as strptime, 50 times faster
         else:
@@ -194,26 +188,6 @@ class TimestampConfig:
                 return int((parsed - _EPOCH).total_seconds() * 1000)
             parsed = parsed.replace(tzinfo=self._zone)
         return int(parsed.timestamp() * 1000)
-
-    def _utc_millis(self, value: str) -> int | None:
-        """What the general path gives a 'yyyy-mm-dd HH:MM:SS' (or 'T') UTC time, with the day's
-        midnight computed once per day; None for anything it is not sure of (the general path
-        then parses it, or gives the error)."""
-        hours, minutes, seconds = int(value[11:13]), int(value[14:16]), int(value[17:19])
-        if hours > 23 or minutes > 59 or seconds > 59:
-            return None
-        days = self._days
-        day = value[:10]
-        start = days.get(day)
-        if start is None:
-            try:
-                start = int((datetime.fromisoformat(day) - _EPOCH).total_seconds() * 1000)
-            except ValueError:
-                return None
-            if len(days) >= 4096:
-                days.clear()
-            days[day] = start
-        return start + (hours * 3600 + minutes * 60 + seconds) * 1000
 
 
 def _epoch_millis(value, scale: int) -> int:
