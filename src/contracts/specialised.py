@@ -32,7 +32,7 @@ MAX_COLUMNS = 256  # wider rows (or JSONL objects) take the general converter
 
 
 # ------------------------------------------------------------------ the validator's pre-check
-def _test(expr: str, rule, n: int, ns: dict, *, item: str) -> str:
+def _test(rule, n: int, ns: dict, item: str) -> str:
     """The Python expression that is true when ``item`` passes ``rule`` (a ``contracts.events._Rule``)."""
     kind = rule.type
     if kind in ("INTEGER", "LONG"):
@@ -90,10 +90,10 @@ def _level_lines(level, var: str, ns: dict, counter: list, indent: str) -> list[
         if repeated:
             lines += [f"{inner}if {value}.__class__ is not list:", f"{inner}    return None",
                       f"{inner}for x{f} in {value}:",
-                      f"{inner}    if not {_test(value, rule, f, ns, item=f'x{f}')}:",
+                      f"{inner}    if not {_test(rule, f, ns, f'x{f}')}:",
                       f"{inner}        return None"]
         else:
-            lines += [f"{inner}if not {_test(value, rule, f, ns, item=value)}:", f"{inner}    return None"]
+            lines += [f"{inner}if not {_test(rule, f, ns, value)}:", f"{inner}    return None"]
         for r, validation in enumerate(regexes):
             ns[f"rx{f}_{r}"] = validation.pattern.fullmatch
             ns.setdefault("dumps", __import__("json").dumps)
@@ -134,7 +134,8 @@ def compile_validator(validator):
 # ------------------------------------------------------------------ the CSV row converter
 def compile_row_converter(coercer, columns: tuple):
     """``convert(row, meta) -> {'strmMeta': meta, **converted row}`` for rows whose keys are exactly
-    ``columns`` in that order (a ``RowCoercer``'s conversion), or None for too many columns."""
+    ``columns`` in that order (a ``RowCoercer``'s conversion), or None for too many columns. A
+    column named strmMeta replaces ``meta`` in place, as ``RowCoercer(row, into=...)`` does."""
     if len(columns) > MAX_COLUMNS:
         return None
     from contracts.events import _INT_CONVERTER_TYPES
