@@ -212,12 +212,13 @@ class KeyRing:
         pool = secrets.token_bytes(size * len(wanted))
         made = []
         clock, wrap, kek_uri, subject_hash = self.clock, self.kek.wrap, self.kek.uri, self._subject_hash
-        from_bytes = int.from_bytes
+        from_bytes, of_checked = int.from_bytes, SivKey.of_checked
         offset = 0
         for hashed, subjects, policy in wanted:
             raw = pool[offset:offset + size]
             offset += size
-            key = SivKey(from_bytes(raw[:4], "big") or new_key_id(), raw[4:4 + KEY_SIZE])
+            key_id = from_bytes(raw[:4], "big") or new_key_id()
+            key = of_checked(key_id, raw[4:4 + KEY_SIZE], b"\x01" + key_id.to_bytes(4, "big"))  # TINK prefix
             now_ms = int(clock() * 1000)
             link = _uuid7_text(now_ms, from_bytes(raw[4 + KEY_SIZE:], "big"))
             record = KeyRecord(link, hashed[0], hashed[1], key.key_id, wrap(key.material, link.encode()), kek_uri,
@@ -275,26 +276,42 @@ class KeyRing:
             created: list[KeyRecord] = []
             ours: dict[str, tuple[KeyRecord, SivKey]] = {}
             if missing:
-                value_hash = self._value_hash
-                plain = {(value_hash(slot[0], slot[2]), slot[1]): slot for slot in missing}
+                value_hash, value_hashes = self._value_hash, self._value_hashes
+                plain = {(value_hashes.get((slot[0], slot[2])) or value_hash(slot[0], slot[2]), slot[1]): slot
+                         for slot in missing}
                 found = {}
                 for hashed, record in self.store.lookup(plain).items():
                     found[plain[hashed]] = self._remember(record, plain[hashed])
-                fresh = self._new_records([(hashed, set().union(*(wanted[n] for n in missing[slot])),
-                                            self._policy(missing[slot][0]))
-                                           for hashed, slot in plain.items() if slot not in found])
+                todo = []
+                policy_of = self._policy
+                for hashed, slot in plain.items():
+                    if slot not in found:
+                        names = missing[slot]
+                        subjects = wanted[names[0]] if len(names) == 1 else set().union(*(wanted[n] for n in names))
+                        todo.append((hashed, subjects, policy_of(names[0])))
+                fresh = self._new_records(todo)
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
-                        mine = ours.get(record.key_link)
-                        found[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
-                        if mine:
-                            created.append(mine[0])
+                        slot, link = plain[hashed], record.key_link
+                        mine = ours.get(link)
+                        if mine is None:  # another writer's key won: adopt it
+                            found[slot] = self._remember(record, slot)
+                            continue
+                        if link in entries:
+                            found[slot] = self._remember(record, slot, mine[1])
+                        else:  # ours, as _remember caches it (the SivKey cache is trimmed by _evict)
+                            key = mine[1]
+                            entries[link] = _Entry(slot, key, record.subject_hashes)
+                            hot[link] = key
+                            link_of_pair[slot] = link
+                            found[slot] = (link, key)
+                        created.append(mine[0])
                 for slot, names in missing.items():
                     for name in names:
                         result[name] = found[slot]
             new_subjects = set()
-            subject_hash = self._subject_hash
+            subject_hash, hashes = self._subject_hash, self._subject_hashes
             for name, subjects in wanted.items():
                 if subjects:
                     link = result[name][0]
@@ -304,7 +321,7 @@ class KeyRing:
                     for subject in subjects:
                         if not subject:
                             continue
-                        hashed = subject_hash(subject)
+                        hashed = hashes.get(subject) or subject_hash(subject)
                         if hashed not in known:
                             new_subjects.add((link, hashed))
             if new_subjects:
