@@ -57,9 +57,12 @@ def run_ring(work: list, directory: Path) -> dict:
 
     kek = LocalKek.create(directory / "kek.json")
     ring = KeyRing(open_key_store(f"sqlite://{directory / 'keystore.sqlite'}"), kek)
+    store_s = [0.0]
+    for method in ("lookup", "insert_new", "add_subjects", "by_links"):  # time spent in the store's calls
+        setattr(ring.store, method, _timed(getattr(ring.store, method), store_s))
     announced: set[str] = set()
     created_total = used = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for batch in work:
         wanted: dict[tuple, set] = {}
         for pair in batch:
@@ -75,16 +78,26 @@ def run_ring(work: list, directory: Path) -> dict:
         if reused:
             ring.store.by_links(reused)
         announced.update(link for link, _ in keys.values())
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     ring.store.close()
-    return {"seconds": seconds, "created": created_total, "used": used}
+    return {"seconds": seconds, "cpu": cpu, "store": store_s[0], "created": created_total, "used": used}
+
+
+def _timed(method, total: list):
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - started
+    return timed
 
 
 def run_plain(work: list, directory: Path) -> dict:
     """The plain loop's key work (benchmarks.plain_loop: its resolve and its dict cache)."""
     from benchmarks.plain_loop import KeyStore, open_kek
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     store = KeyStore(str(directory / "plain.sqlite"), open_kek(str(directory)))
     keys: dict = {}
     created_total = 0
@@ -99,9 +112,9 @@ def run_plain(work: list, directory: Path) -> dict:
             created_total += len(rows)
         for pair in batch:  # the loop's per-event key look-up
             keys[pair]
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.db.close()
-    return {"seconds": seconds, "created": created_total}
+    return {"seconds": seconds, "cpu": cpu, "created": created_total}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     events = sum(len(b) for b in work)
     print(f"privacy from {Path(privacy.__file__).parent}; {events:,} events in {len(work)} batches; "
           f"load {os.getloadavg()[0]:.2f}")
-    ring_s, plain_s, created = [], [], None
+    ring_s, ring_cpu, ring_store, plain_s, plain_cpu, created = [], [], [], [], [], None
     for number in range(args.rounds):
         for kind in (("ring", "plain") if number % 2 == 0 else ("plain", "ring")):
             if kind == "plain" and args.no_plain:
@@ -133,21 +146,27 @@ def main(argv: list[str] | None = None) -> int:
                 if kind == "ring":
                     result = run_ring(work, directory)
                     ring_s.append(result["seconds"])
+                    ring_cpu.append(result["cpu"])
+                    ring_store.append(result["store"])
                     created = result["created"]
                 else:
                     result = run_plain(work, directory)
                     plain_s.append(result["seconds"])
+                    plain_cpu.append(result["cpu"])
             finally:
                 shutil.rmtree(directory)
-            print(f"  round {number + 1} {kind:<5} {result['seconds']:6.2f} s  ({result['created']:,} keys made)"
-                  f"  load {os.getloadavg()[0]:.2f}", flush=True)
-    ring = statistics.median(ring_s)
-    print(f"key ring:   {ring:6.2f} s median of {len(ring_s)}  {created / ring:,.0f} keys/s  "
-          f"{events / ring:,.0f} events/s")
+            store = f", in store calls {result['store']:.2f} s" if "store" in result else ""
+            print(f"  round {number + 1} {kind:<5} {result['seconds']:6.2f} s wall, {result['cpu']:6.2f} s CPU{store}"
+                  f"  ({result['created']:,} keys made)  load {os.getloadavg()[0]:.2f}", flush=True)
+    median = statistics.median
+    ring = median(ring_s)
+    print(f"key ring:   {ring:6.2f} s wall ({median(ring_cpu):.2f} s CPU, {median(ring_store):.2f} s in store calls) "
+          f"median of {len(ring_s)}  {created / ring:,.0f} keys/s  {events / ring:,.0f} events/s")
     if plain_s:
-        plain = statistics.median(plain_s)
-        print(f"plain loop: {plain:6.2f} s median of {len(plain_s)}  {created / plain:,.0f} keys/s")
-        print(f"ratio key ring / plain: {ring / plain:.2f}x")
+        plain = median(plain_s)
+        print(f"plain loop: {plain:6.2f} s wall ({median(plain_cpu):.2f} s CPU) median of {len(plain_s)}  "
+              f"{created / plain:,.0f} keys/s")
+        print(f"ratio key ring / plain: {ring / plain:.2f}x wall, {median(ring_cpu) / median(plain_cpu):.2f}x CPU")
     if args.profile:
         directory = Path(tempfile.mkdtemp(prefix="key-ring-", dir=workdir))
         profiler = cProfile.Profile()

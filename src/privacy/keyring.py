@@ -191,8 +191,9 @@ class KeyRing:
             self._hot.pop(link, None)
             if entry.pair is not None and self._link_of_pair.get(entry.pair) == link:
                 del self._link_of_pair[entry.pair]
-        while len(self._hot) > self._hot_size:
-            self._hot.popitem(last=False)
+        hot = self._hot
+        for _ in range(len(hot) - self._hot_size):  # the least recently used SivKeys beyond HOT_KEYS
+            hot.popitem(last=False)
         if len(self._subject_hashes) > self.cache_size:
             self._subject_hashes.clear()
         if len(self._value_hashes) > self.cache_size:
