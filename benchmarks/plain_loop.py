@@ -16,7 +16,9 @@ The work is the graph's, field for field:
   SIV || ciphertext``, base64) per (userId, UTC day), wrapped by an AES-256-GCM KEK with the
   keyLink as associated data, and persisted in batches of 10,000 events to a SQLite key store
   (insert-if-absent on (HMAC of the value, day): look up, insert with ``INSERT OR IGNORE``, adopt
-  the winner of a race), with the keyed hash of the data subject;
+  the winner of a race), with the keyed hash of the data subject; commits are durable
+  (``synchronous=FULL``, as the project's store: a key that encrypted output must survive a power
+  loss);
 - the 5 PII fields encrypted; the encrypted event, its key row and two privacy streams written
   as JSONL with orjson: webshop-1 (consent >= 1, userId readable and then masked with
   HMAC-SHA-256 under the stream's stored masking key) and webshop-2 (consent >= 2, every field
@@ -87,7 +89,7 @@ class KeyStore:
     def __init__(self, path: str, kek: AESGCM):
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # durable commits, as the project's key store (a used key must survive)
         self.db.executescript(
             "CREATE TABLE IF NOT EXISTS keys (key_link TEXT PRIMARY KEY, value_hash TEXT NOT NULL, day TEXT NOT NULL,"
             " key_id INTEGER NOT NULL, wrapped BLOB NOT NULL, subject_hash TEXT, created_at INTEGER, expires_at INTEGER,"

@@ -127,3 +127,37 @@ def test_a_key_evicted_after_key_for_link_is_found_again_by_its_pair(tmp_path):
     keys.keys_for({(f"y{i}", DAY): set() for i in range(3)})  # evicting it again leaves no stale pair
     assert ("u1", DAY) not in keys._link_of_pair
     assert keys.keys_for({("u1", DAY): set()})[0][("u1", DAY)][0] == link
+
+
+def test_the_bounds_hold_after_batches_larger_than_the_cache(tmp_path, monkeypatch):
+    import privacy.keyring as keyring
+
+    monkeypatch.setattr(keyring, "HOT_KEYS", 3)
+    keys = ring(tmp_path, cache_size=5)
+    first, created = keys.keys_for({(f"u{i}", DAY): {f"u{i}"} for i in range(12)})  # one batch, more than both bounds
+    assert len(created) == 12
+    assert len(keys._entries) == 5 and len(keys._hot) == 3 and len(keys._link_of_pair) == 5
+    assert set(keys._hot) <= set(keys._entries)
+    assert len(keys._value_hashes) <= 5 and len(keys._subject_hashes) <= 5
+    tokens = {pair: key.encrypt("secret") for pair, (_, key) in first.items()}
+    again, created_again = keys.keys_for({(f"u{i}", DAY): {f"u{i}"} for i in range(12)})  # cached, rebuilt, unwrapped
+    assert created_again == []
+    assert {pair: (link, key.encrypt("secret")) for pair, (link, key) in again.items()} == {
+        pair: (first[pair][0], tokens[pair]) for pair in first}
+    assert len(keys._entries) == 5 and len(keys._hot) == 3
+
+
+def test_a_key_another_writer_made_in_the_same_batch_is_adopted_with_our_subjects(tmp_path):
+    writer_a = ring(tmp_path)
+    writer_b = ring(tmp_path, store=SqliteKeyStore(tmp_path / "keys.sqlite"))
+    link_a = writer_a.keys_for({("u1", DAY): {"u1"}})[0][("u1", DAY)][0]
+    # b has not seen u1: its look-up finds a's key, and u2 is new; b's data subject for u1 is added
+    result, created = writer_b.keys_for({("u1", DAY): {"device-9"}, ("u2", DAY): {"u2"}})
+    assert result[("u1", DAY)][0] == link_a and [r.pair for r in created] == [(writer_b.ids.value_hash("u2"), DAY)]
+    assert writer_b.store.by_links([link_a])[link_a].subject_hashes == tuple(sorted(
+        writer_b.ids.subject_hash(s) for s in ("u1", "device-9")))
+    # a cached key whose subjects grow in a later batch gets them in the store, once
+    writer_b.keys_for({("u2", DAY): {"u2", "device-3"}})
+    link_b = result[("u2", DAY)][0]
+    assert writer_b.store.by_links([link_b])[link_b].subject_hashes == tuple(sorted(
+        writer_b.ids.subject_hash(s) for s in ("u2", "device-3")))

@@ -78,12 +78,9 @@ class SivKey:
         and prefix computation of the constructor: a key cache's way to rebuild an evicted key's
         OpenSSL state in microseconds (``privacy.keyring``). TINK output prefix only."""
         key = object.__new__(cls)
-        setattr_ = object.__setattr__
-        setattr_(key, "key_id", key_id)
-        setattr_(key, "material", material)
-        setattr_(key, "prefix_type", "TINK")
-        setattr_(key, "_siv", AESSIV(material))
-        setattr_(key, "_prefix", prefix)
+        # One update of the instance's dict: what the five frozen-dataclass assignments do, at half the cost.
+        key.__dict__.update(key_id=key_id, material=material, prefix_type="TINK", _siv=AESSIV(material),
+                            _prefix=prefix)
         return key
 
     @classmethod

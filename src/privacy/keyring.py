@@ -87,10 +87,16 @@ def new_key_link(clock: Callable[[], float] = time.time, random_bits: int | None
     """
     if random_bits is None:
         random_bits = secrets.randbits(80)
-    value = (int(clock() * 1000) & (2**48 - 1)) << 80 | random_bits
+    return _uuid7_text(int(clock() * 1000), random_bits)
+
+
+def _uuid7_text(millis: int, random_bits: int) -> str:
+    """``str(uuid.UUID(int=...))`` of the UUIDv7 of ``millis`` and ``random_bits``, without the UUID object."""
+    value = (millis & (2**48 - 1)) << 80 | random_bits & (2**80 - 1)
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
-    return str(uuid.UUID(int=value))
+    text = "%032x" % value
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class _Entry:
@@ -133,6 +139,7 @@ class KeyRing:
         self._hot: OrderedDict[str, SivKey] = OrderedDict()  # keyLink -> SivKey, for HOT_KEYS of the entries
         self._hot_size = min(self.cache_size, HOT_KEYS)
         self._subject_hashes: dict[str, str] = {}  # subject -> its keyed hash, bounded like the cache
+        self._value_hashes: dict[tuple[str, str], str] = {}  # (value, policy id) -> its look-up hash, bounded too
         self._lock = threading.Lock()
         self.ids = lookup_key(store, kek)  # KekError here if the store was set up with another KEK
 
@@ -184,8 +191,13 @@ class KeyRing:
             self._hot.pop(link, None)
             if entry.pair is not None and self._link_of_pair.get(entry.pair) == link:
                 del self._link_of_pair[entry.pair]
+        hot = self._hot
+        for _ in range(len(hot) - self._hot_size):  # the least recently used SivKeys beyond HOT_KEYS
+            hot.popitem(last=False)
         if len(self._subject_hashes) > self.cache_size:
             self._subject_hashes.clear()
+        if len(self._value_hashes) > self.cache_size:
+            self._value_hashes.clear()
 
     def _policy(self, name: tuple) -> tuple[str, int]:
         """(policy id, retention days) of a wanted key: its own policy, else the ring's."""
@@ -200,11 +212,20 @@ class KeyRing:
         size = 4 + KEY_SIZE + 10
         pool = secrets.token_bytes(size * len(wanted))
         made = []
-        for number, (hashed, subjects, policy) in enumerate(wanted):
-            raw = pool[number * size:(number + 1) * size]
-            key = SivKey(int.from_bytes(raw[:4], "big") or new_key_id(), raw[4:4 + KEY_SIZE])
-            made.append(self._new_record(hashed, subjects, policy, key,
-                                         int.from_bytes(raw[4 + KEY_SIZE:], "big")))
+        clock, wrap, kek_uri, subject_hash = self.clock, self.kek.wrap, self.kek.uri, self._subject_hash
+        from_bytes, of_checked = int.from_bytes, SivKey.of_checked
+        offset = 0
+        for hashed, subjects, policy in wanted:
+            raw = pool[offset:offset + size]
+            offset += size
+            key_id = from_bytes(raw[:4], "big") or new_key_id()
+            key = of_checked(key_id, raw[4:4 + KEY_SIZE], b"\x01" + key_id.to_bytes(4, "big"))  # TINK prefix
+            now_ms = int(clock() * 1000)
+            link = _uuid7_text(now_ms, from_bytes(raw[4 + KEY_SIZE:], "big"))
+            record = KeyRecord(link, hashed[0], hashed[1], key.key_id, wrap(key.material, link.encode()), kek_uri,
+                               now_ms, day_start_ms(hashed[1]) + policy[1] * DAY_MS,
+                               tuple(sorted({subject_hash(s) for s in subjects if s})), policy[0])
+            made.append((record, key))
         return made
 
     def _subject_hash(self, subject: str) -> str:
@@ -213,23 +234,12 @@ class KeyRing:
             hashed = self._subject_hashes[subject] = self.ids.subject_hash(subject)
         return hashed
 
-    def _new_record(self, hashed: Pair, subjects: set, policy: tuple[str, int], key: SivKey | None = None,
-                    random_bits: int | None = None) -> tuple[KeyRecord, SivKey]:
-        key = key or SivKey.generate()
-        link = new_key_link(self.clock, random_bits)
-        record = KeyRecord(
-            key_link=link,
-            value_hash=hashed[0],
-            day=hashed[1],
-            key_id=key.key_id,
-            wrapped_key=self.kek.wrap(key.material, link.encode()),
-            kek_uri=self.kek.uri,
-            created_at=int(self.clock() * 1000),
-            expires_at=day_start_ms(hashed[1]) + policy[1] * DAY_MS,
-            subject_hashes=tuple(sorted({self._subject_hash(s) for s in subjects if s})),
-            policy_id=policy[0],
-        )
-        return record, key
+    def _value_hash(self, value: str, policy_id: str) -> str:
+        """The look-up hash of a key-field value (of a policy), kept for the next batches."""
+        hashed = self._value_hashes.get((value, policy_id))
+        if hashed is None:
+            hashed = self._value_hashes[(value, policy_id)] = self.ids.value_hash(value, policy_id)
+        return hashed
 
     def masking_key(self, stream: str) -> bytes:
         """The masking key of a privacy stream (made, wrapped and stored on first use)."""
@@ -239,35 +249,65 @@ class KeyRing:
         """Keys for every wanted (value, day) or (value, day, policy) -> data subjects (plaintext);
         and the records newly created. The result is keyed as ``wanted``."""
         with self._lock:
-            entries, link_of_pair = self._entries, self._link_of_pair
+            entries, link_of_pair, hot = self._entries, self._link_of_pair, self._hot
+            to_end, hot_to_end, hot_get = entries.move_to_end, hot.move_to_end, hot.get
+            of_checked = SivKey.of_checked
             result: dict[tuple, tuple[str, SivKey]] = {}
             missing: dict[tuple, list] = {}  # (value, day, policy id) -> the wanted names of that key
             own = self.policy_id
-            for name in wanted:
+            for name in wanted:  # cached keys: one dict look-up, two moves to the recent end
                 slot = (name[0], name[1], own if len(name) == 2 else name[2].policy_id)
                 link = link_of_pair.get(slot)
                 if link is None:
-                    missing.setdefault(slot, []).append(name)
+                    names = missing.get(slot)
+                    if names is None:
+                        missing[slot] = [name]
+                    else:
+                        names.append(name)
+                    continue
+                to_end(link)
+                key = hot_get(link)
+                if key is None:  # cached without its SivKey: made again from the material (as _key does)
+                    entry = entries[link]
+                    key = hot[link] = (of_checked(entry.key_id, entry.material, entry.prefix) if entry.prefix
+                                       else SivKey(entry.key_id, entry.material))
                 else:
-                    entries.move_to_end(link)
-                    result[name] = (link, self._key(link, entries[link]))
+                    hot_to_end(link)
+                result[name] = (link, key)
             created: list[KeyRecord] = []
+            ours: dict[str, tuple[KeyRecord, SivKey]] = {}
             if missing:
-                value_hash = self.ids.value_hash
-                plain = {(value_hash(value, policy_id), day): (value, day, policy_id) for value, day, policy_id in missing}
+                value_hash, value_hashes = self._value_hash, self._value_hashes
+                plain = {(value_hashes.get((slot[0], slot[2])) or value_hash(slot[0], slot[2]), slot[1]): slot
+                         for slot in missing}
                 found = {}
                 for hashed, record in self.store.lookup(plain).items():
                     found[plain[hashed]] = self._remember(record, plain[hashed])
-                fresh = self._new_records([(hashed, set().union(*(wanted[n] for n in missing[slot])),
-                                            self._policy(missing[slot][0]))
-                                           for hashed, slot in plain.items() if slot not in found])
+                todo = []
+                policy_of = self._policy
+                for hashed, slot in plain.items():
+                    if slot not in found:
+                        names = missing[slot]
+                        subjects = wanted[names[0]] if len(names) == 1 else set().union(*(wanted[n] for n in names))
+                        todo.append((hashed, subjects, policy_of(names[0])))
+                fresh = self._new_records(todo)
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
-                        mine = ours.get(record.key_link)
-                        found[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
-                        if mine:
-                            created.append(mine[0])
+                        slot, link = plain[hashed], record.key_link
+                        mine = ours.get(link)
+                        if mine is None:  # another writer's key won: adopt it
+                            found[slot] = self._remember(record, slot)
+                            continue
+                        if link in entries:
+                            found[slot] = self._remember(record, slot, mine[1])
+                        else:  # ours, as _remember caches it (the SivKey cache is trimmed by _evict)
+                            key = mine[1]
+                            entries[link] = _Entry(slot, key, record.subject_hashes)
+                            hot[link] = key
+                            link_of_pair[slot] = link
+                            found[slot] = (link, key)
+                        created.append(mine[0])
                 for slot, names in missing.items():
                     for name in names:
                         result[name] = found[slot]
@@ -276,12 +316,14 @@ class KeyRing:
             for name, subjects in wanted.items():
                 if subjects:
                     link = result[name][0]
+                    if link in ours:  # made in this call: its subject hashes are those of every name of its slot
+                        continue
                     known = entries[link].subjects
                     for subject in subjects:
                         if not subject:
                             continue
                         hashed = hashes.get(subject) or subject_hash(subject)
-                        if hashed and hashed not in known:
+                        if hashed not in known:
                             new_subjects.add((link, hashed))
             if new_subjects:
                 self.store.add_subjects(new_subjects)

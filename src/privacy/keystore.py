@@ -275,7 +275,7 @@ class SqliteKeyStore:
             for chunk in _chunks(pairs, _CHUNK // 2):
                 where = " OR ".join(["(value_hash = ? AND day = ?)"] * len(chunk))
                 for record in self._records(where, [v for pair in chunk for v in pair]):
-                    found[record.pair] = record
+                    found[(record.value_hash, record.day)] = record
         return found
 
     def insert_new(self, records: list[KeyRecord]) -> dict[Pair, KeyRecord]:
@@ -302,11 +302,17 @@ class SqliteKeyStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        if all_inserted and len({r.pair for r in records}) == len(records):
+        pairs = [(r.value_hash, r.day) for r in records]  # = r.pair, without the cached_property's cost
+        if all_inserted and len(set(pairs)) == len(records):
             # Every row is ours: return what the store now holds without reading it back.
-            return {r.pair: r if r.subject_hashes == tuple(sorted(set(r.subject_hashes))) else
-                    replace(r, subject_hashes=tuple(sorted(set(r.subject_hashes)))) for r in records}
-        return self.lookup(r.pair for r in records)
+            kept = {}
+            for pair, r in zip(pairs, records):
+                subjects = r.subject_hashes
+                if len(subjects) > 1 and subjects != tuple(sorted(set(subjects))):
+                    r = replace(r, subject_hashes=tuple(sorted(set(subjects))))
+                kept[pair] = r
+            return kept
+        return self.lookup(pairs)
 
     def add_subjects(self, links_subjects: Iterable[tuple[str, str]]) -> None:
         """Add (keyLink, subject hash) rows; a key deleted meanwhile (forgotten, purged) gets none."""
