@@ -41,6 +41,7 @@ from contracts.events import EventError, RowCoercer, parse_float, parse_int
 from contracts.strm_meta import INT32, TIMESTAMP_MS
 from contracts.model import Contract
 from contracts.regex import compile_regex
+from contracts.specialised import compile_row_converter
 
 _JAVA_TOKENS = [
     ("yyyy", "%Y"), ("uuuu", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"),
@@ -122,6 +123,7 @@ class ConsentConfig:
 
 _EPOCH = datetime(1970, 1, 1)
 _MISSING = object()
+_UNPICKLED = ("_coerce", "_seen", "_converters")
 # strptime formats whose full-width values (two-digit fields) fromisoformat reads the same way.
 _ISO_SHAPED = {
     "%Y-%m-%d %H:%M:%S": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"),
@@ -211,14 +213,34 @@ class BatchInput:
         self.timestamp = timestamp or TimestampConfig()
         self.now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         self._random = random.Random()
-        self._coerce = RowCoercer(contract)
+        self._setup()
+
+    def _setup(self):
+        self._coerce = RowCoercer(self.contract)
+        self._ref = self.contract.ref
+        self._seen: dict[tuple, int] = {}               # row shape (its keys, in order) -> rows seen
+        self._converters: dict[tuple, object] = {}      # row shape -> contracts.specialised converter, or False
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_coerce"}
+        return {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._coerce = RowCoercer(self.contract)
+        self._setup()
+
+    def _converter(self, shape: tuple):
+        """The specialised converter of rows with these keys (``contracts.specialised``), made on the
+        third row of the shape (a CSV file has one); None or False: the general ``RowCoercer``."""
+        seen = self._seen.get(shape, 0) + 1
+        if seen < 3:
+            if len(self._seen) >= 1024:
+                self._seen.clear()
+            self._seen[shape] = seen
+            return None
+        if len(self._converters) >= 64:
+            self._converters.clear()
+        convert = self._converters[shape] = compile_row_converter(self._coerce, shape) or False
+        return convert
 
     def to_event(self, row: dict) -> dict:
         meta = row.get("strmMeta", _MISSING)
@@ -236,11 +258,17 @@ class BatchInput:
         if meta is not _MISSING:  # a row with strmMeta that is not an object
             raise EventError("strmMeta", "has the wrong type: expected an object (NODE)")
         meta = {
-            "eventContractRef": self.contract.ref,
+            "eventContractRef": self._ref,
             "nonce": self._random.getrandbits(31),
             "timestamp": self.timestamp.timestamp_ms(row, self.now_ms),
             "keyLink": None,
             "billingId": None,
             "consentLevels": self.consent.levels(row),
         }
+        shape = tuple(row)
+        convert = self._converters.get(shape)
+        if convert is None:
+            convert = self._converter(shape)
+        if convert:
+            return convert(row, meta)
         return self._coerce(row, into={"strmMeta": meta})

@@ -14,9 +14,10 @@
         err.gateway_message(contract.ref)   # the reference's HTTP 400 text
 
 One validator serves the gateway's hot path and every pipeline: ``check`` is compiled per
-contract into plain loops over tuples with exact-class tests (a valid event costs about a
-microsecond per field, measured in ``benchmarks/gateway.py``), so there is no separate "fast
-path" to keep in step with it. It is strict:
+contract into plain loops over tuples with exact-class tests. For flat contracts (no NODE
+fields) ``contracts.specialised`` also writes the contract's checks out as Python source once;
+that pre-check can only accept (an event it does not accept goes through the general checks,
+which decide and give the reason), so there is one semantics and one set of messages. It is strict:
 
 - values are exactly the JSON types decoders produce (``str``, ``int``, ``float``, ``bool``,
   ``list``, ``dict``); ``True`` is not an INTEGER;
@@ -263,7 +264,8 @@ class EventValidator:
     missing) or raises EventError. The contract's checks are compiled in the constructor.
     """
 
-    def __init__(self, contract: Contract):
+    def __init__(self, contract: Contract, specialised: bool = True):
+        """``specialised=False``: the general checks only (the tests compare the two paths)."""
         self.contract = contract
         self._regexes: dict[str, list] = {}
         for validation in contract.validations:
@@ -277,6 +279,8 @@ class EventValidator:
         self._top = _Level("")
         self._top.add("strmMeta", _Rule(NODE), False, True, children=meta)
         self._add_nodes(self._top, contract.nodes)
+        from contracts.specialised import compile_validator
+        self._accept = compile_validator(self) if specialised else None  # accepts only; None: the general path
 
     def _add_nodes(self, level: _Level, nodes: tuple[Node, ...]) -> None:
         for node in nodes:
@@ -297,6 +301,14 @@ class EventValidator:
                                      f"the field: {err.problem}") from None
 
     def check(self, event: dict) -> dict:
+        accept = self._accept
+        if accept is not None:
+            try:
+                accepted = accept(event)
+            except Exception:  # noqa: BLE001 - the general path below decides (and raises) instead
+                accepted = None
+            if accepted is not None:
+                return accepted
         if event.__class__ is not dict:
             raise EventError("", "an event must be a JSON object")
         event = self._top.check(event)
@@ -429,6 +441,7 @@ def _scalar_converter(node: Node, path: str):
 
 
 _ITEM_CLASSES = {"INTEGER": int, "LONG": int, "STRING": str}
+_INT_CONVERTER_TYPES = ("INTEGER", "LONG")  # _scalar_converter's types whose digits case is int(value)
 
 
 def _repeated_scalar_converter(node: Node, path: str):
@@ -461,9 +474,11 @@ class RowCoercer:
         self.contract = contract
         self._converters = {}
         self._identity = set()
+        self._types = {}  # name -> type, for the columns of _scalar_converter (contracts.specialised)
         for node in reversed(contract.nodes):  # the first node of a name wins, as in Contract.node
             self._converters.pop(node.name, None)
             self._identity.discard(node.name)
+            self._types.pop(node.name, None)
             if node.repeated and node.type in _ITEM_CLASSES:
                 self._converters[node.name] = _repeated_scalar_converter(node, node.name)
             elif node.repeated or node.type == NODE:
@@ -474,6 +489,7 @@ class RowCoercer:
                     self._identity.add(node.name)
                 else:
                     self._converters[node.name] = converter
+                    self._types[node.name] = node.type
 
     def __call__(self, row: dict, into: dict | None = None) -> dict:
         """The converted row; added to ``into`` (after what it holds) when given."""
