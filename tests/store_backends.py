@@ -8,6 +8,8 @@ Tests are skipped, with the reason shown by ``pytest -rs``, only when no server 
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import uuid
 
@@ -40,18 +42,35 @@ def drop_pg(uri: str) -> None:
     store.close()
 
 
+@contextlib.contextmanager
+def fresh_pg_uri():
+    """The URI of an empty PostgreSQL key store (its own schema), dropped afterwards; skips the
+    test when no server answers."""
+    reason = pg_available()
+    if reason:
+        pytest.skip(reason)
+    uri = new_pg_uri()
+    try:
+        yield uri
+    finally:
+        drop_pg(uri)
+
+
+@pytest.fixture
+def pg_uri():
+    """An empty PostgreSQL key store's URI."""
+    with fresh_pg_uri() as uri:
+        yield uri
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request, tmp_path):
     """The URI of an empty key store of each backend (open it as often as you need)."""
     if request.param == "sqlite":
         yield f"sqlite://{tmp_path / 'keystore.sqlite'}"
         return
-    reason = pg_available()
-    if reason:
-        pytest.skip(reason)
-    uri = new_pg_uri()
-    yield uri
-    drop_pg(uri)
+    with fresh_pg_uri() as uri:
+        yield uri
 
 
 def pg_store_file_bytes(store) -> bytes:

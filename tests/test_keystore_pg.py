@@ -13,19 +13,9 @@ from cli.main import main as pstream
 from privacy.kek import LocalKek
 from privacy.keyring import KeyRing
 from privacy.keystore import KeyRecord, open_key_store
-from store_backends import drop_pg, new_pg_uri, pg_available
+from store_backends import pg_uri  # noqa: F401  (fixture: an empty PostgreSQL store)
 
 DAY = "2024-03-01"
-
-
-@pytest.fixture
-def pg_uri():
-    reason = pg_available()
-    if reason:
-        pytest.skip(reason)
-    uri = new_pg_uri()
-    yield uri
-    drop_pg(uri)
 
 
 def record(link: str, value: str, subjects=(), day: str = DAY, expires_at: int = 10**13) -> KeyRecord:
