@@ -167,7 +167,8 @@ class KeyRing:
         return key
 
     def _remember(self, record: KeyRecord, pair, key: SivKey | None = None) -> tuple[str, SivKey]:
-        """Cache a stored record's key for its plaintext pair (unwrapping it unless ``key`` is ours)."""
+        """Cache a stored record's key for its plaintext pair (unwrapping it unless ``key`` is ours).
+        The caches are trimmed to their bounds by ``_evict``, at the end of ``keys_for``."""
         link = record.key_link
         entry = self._entries.get(link)
         if entry is None:
@@ -175,8 +176,6 @@ class KeyRing:
                 key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, link.encode()))
             entry = self._entries[link] = _Entry(pair, key, record.subject_hashes)
             self._hot[link] = key
-            if len(self._hot) > self._hot_size:
-                self._hot.popitem(last=False)
         else:
             entry.subjects.update(record.subject_hashes)
             entry.pair = pair  # it may have come in through key_for_link, without its pair
@@ -294,20 +293,10 @@ class KeyRing:
                 if fresh:
                     ours = {record.key_link: (record, key) for record, key in fresh}
                     for hashed, record in self.store.insert_new([record for record, _ in fresh]).items():
-                        slot, link = plain[hashed], record.key_link
-                        mine = ours.get(link)
-                        if mine is None:  # another writer's key won: adopt it
-                            found[slot] = self._remember(record, slot)
-                            continue
-                        if link in entries:
-                            found[slot] = self._remember(record, slot, mine[1])
-                        else:  # ours, as _remember caches it (the SivKey cache is trimmed by _evict)
-                            key = mine[1]
-                            entries[link] = _Entry(slot, key, record.subject_hashes)
-                            hot[link] = key
-                            link_of_pair[slot] = link
-                            found[slot] = (link, key)
-                        created.append(mine[0])
+                        mine = ours.get(record.key_link)  # None: another writer's key won, adopted
+                        found[plain[hashed]] = self._remember(record, plain[hashed], mine[1] if mine else None)
+                        if mine:
+                            created.append(mine[0])
                 for slot, names in missing.items():
                     for name in names:
                         result[name] = found[slot]
@@ -345,7 +334,5 @@ class KeyRing:
             key = SivKey(record.key_id, self.kek.unwrap(record.wrapped_key, key_link.encode()))
             self._entries[key_link] = _Entry(None, key, record.subject_hashes)  # no plaintext pair known
             self._hot[key_link] = key
-            if len(self._hot) > self._hot_size:
-                self._hot.popitem(last=False)
             self._evict()
             return key
