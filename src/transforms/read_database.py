@@ -53,7 +53,6 @@ class _RowsToEvents:
         read_progress.advance(1)   # the progress line's rows (no input bytes for a table)
         try:
             event = self.batch_input.to_event(row)
-            event["strmMeta"]["timestamp"]
             return batch.add(position, event)
         except EventError as err:
             reason = err.reason

@@ -274,7 +274,6 @@ class _ParseRowsFn(beam.DoFn):
                         continue
                     try:
                         event = to_event(row)
-                        event["strmMeta"]["timestamp"]
                     except EventError as err:
                         yield self._reject(position, err.reason)
                         continue
